@@ -1,0 +1,26 @@
+"""Registers the discordpy backend. Cheap to import: discord.py is imported only by the factory."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from notetaker.hookspecs import hookimpl
+from notetaker.registry import BackendSpec, Registry
+
+
+def _create(settings: Any) -> Any:
+    from notetaker_discordpy.backend import create
+
+    return create(settings)
+
+
+@hookimpl
+def notetaker_register_backends(register: Registry[BackendSpec]) -> None:
+    register.add(
+        BackendSpec(
+            name="discordpy",
+            libraries=("discord.py",),
+            factory=_create,
+            description="discord.py (main gateway, slash commands); voice through core's engine or discord.py's own client",
+        )
+    )

@@ -1,0 +1,26 @@
+"""Registers the nextcord backend. Cheap to import: nextcord is imported only by the factory."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from notetaker.hookspecs import hookimpl
+from notetaker.registry import BackendSpec, Registry
+
+
+def _create(settings: Any) -> Any:
+    from notetaker_nextcord.backend import create
+
+    return create(settings)
+
+
+@hookimpl
+def notetaker_register_backends(register: Registry[BackendSpec]) -> None:
+    register.add(
+        BackendSpec(
+            name="nextcord",
+            libraries=("nextcord",),
+            factory=_create,
+            description="nextcord (main gateway, slash commands); voice through core's engine or nextcord's own client",
+        )
+    )

@@ -1,0 +1,26 @@
+"""Registers the pycord backend. Cheap to import: py-cord is imported only by the factory."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from notetaker.hookspecs import hookimpl
+from notetaker.registry import BackendSpec, Registry
+
+
+def _create(settings: Any) -> Any:
+    from notetaker_pycord.backend import create
+
+    return create(settings)
+
+
+@hookimpl
+def notetaker_register_backends(register: Registry[BackendSpec]) -> None:
+    register.add(
+        BackendSpec(
+            name="pycord",
+            libraries=("py-cord",),
+            factory=_create,
+            description="py-cord (main gateway, slash commands); voice through core's engine or py-cord's own client",
+        )
+    )

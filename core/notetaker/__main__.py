@@ -1,0 +1,3 @@
+from notetaker.cli import main
+
+main()

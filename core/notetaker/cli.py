@@ -1,0 +1,149 @@
+"""The ``notetaker`` command."""
+
+from __future__ import annotations
+
+import ctypes.util
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+from rich.console import Console
+from rich.table import Table
+
+from notetaker import __version__, plugins
+from notetaker.config import Settings, load_settings
+from notetaker.errors import NotetakerError
+from notetaker.libraries import installed_version
+from notetaker.logs import setup_logging
+
+console = Console(highlight=False)
+
+
+class _Errors(click.Group):
+    """Turn notetaker's own errors into one clear line and exit status 2."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except NotetakerError as exc:
+            click.echo(f"error: {exc}", err=True)
+            ctx.exit(2)
+
+
+@click.group(cls=_Errors, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="notetaker")
+@click.option(
+    "-c",
+    "--config",
+    "config_path",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="TOML config file (default: $NOTETAKER_CONFIG, ./notetaker.toml, "
+    "$XDG_CONFIG_HOME/notetaker/config.toml).",
+)
+@click.pass_context
+def cli(ctx: click.Context, config_path: Path | None) -> None:
+    """notetaker: a self-hosted Discord voice note-taker.
+
+    It joins a voice channel on /startnotes, records every speaker as a separate track,
+    transcribes them and posts meeting notes. Settings come from a TOML file and
+    NOTETAKER_* environment variables; see `notetaker config`.
+    """
+    ctx.obj = {"config_path": config_path}
+
+
+def _settings(ctx: click.Context) -> Settings:
+    settings = load_settings(ctx.obj["config_path"])
+    setup_logging(settings.log_level, settings.log_format)
+    return settings
+
+
+@cli.command("plugins")
+def plugins_cmd() -> None:
+    """List installed plugins: backends (with their library versions), transcribers,
+    note renderers, and plugins that failed to load (with their error)."""
+    found = plugins.load()
+    rows: list[tuple[str, ...]] = [("kind", "name", "plugin", "wraps")]
+    for spec in found.backends:
+        rows.append(("backend", spec.name, found.backends.owner(spec.name), _versions(found, spec)))
+    for tspec in found.transcribers:
+        rows.append(
+            ("transcriber", tspec.name, found.transcribers.owner(tspec.name), _versions(found, tspec))
+        )
+    for rspec in found.renderers:
+        rows.append(("renderer", rspec.name, found.renderers.owner(rspec.name), f".{rspec.extension}"))
+    # Plain aligned text, not a rich table: it must not wrap or truncate in a pipe.
+    widths = [max(len(r[i]) for r in rows) for i in range(3)]
+    for row in rows:
+        click.echo("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=False)) + "  " + row[3])
+    if not len(found.backends):
+        console.print("No backend installed. Install one, e.g. `pip install ./backends/discordpy`.")
+    for info in found.failed:
+        console.print(f"[red]failed[/red] plugin {info.name!r} from {info.distribution} {info.version}: {info.error}")
+    if found.failed:
+        sys.exit(1)
+
+
+@cli.command("config")
+@click.pass_context
+def config_cmd(ctx: click.Context) -> None:
+    """Show the effective settings (token hidden) and the reconnect policy."""
+    from notetaker.policy import ReconnectPolicy
+
+    settings = _settings(ctx)
+    table = Table(title="settings", show_header=False)
+    for key, value in settings.public_dict().items():
+        table.add_row(key, str(value))
+    console.print(table)
+    console.print(ReconnectPolicy.from_overrides(settings.policy).describe())
+
+
+@cli.command("doctor")
+@click.pass_context
+def doctor_cmd(ctx: click.Context) -> None:
+    """Check this installation: config, backend and library, libopus, davey, data dir."""
+    settings = _settings(ctx)
+    problems = 0
+
+    def line(ok: bool, text: str) -> None:
+        nonlocal problems
+        problems += 0 if ok else 1
+        console.print(f"[{'green' if ok else 'red'}]{'ok ' if ok else 'FAIL'}[/] {text}")
+
+    found = plugins.load()
+    for info in found.failed:
+        line(False, f"plugin {info.name} ({info.distribution}) failed to load: {info.error}")
+    spec = found.backends.get(settings.backend)
+    if spec is None:
+        installed = ", ".join(found.backends.names()) or "none"
+        line(False, f"backend {settings.backend!r} is not installed (installed: {installed})")
+    else:
+        libs = found.library_versions(spec)
+        line(all(libs.values()), f"backend {spec.name}: " + ", ".join(f"{k} {v}" for k, v in libs.items()))
+    line(settings.transport in (spec.transports if spec else ()), f"transport {settings.transport}")
+    opus = ctypes.util.find_library("opus")
+    line(opus is not None, f"libopus: {opus or 'not found (apt install libopus0)'}")
+    davey = installed_version("davey")
+    line(davey is not None, f"davey (DAVE E2EE): {davey or 'not installed (pip install davey)'}")
+    data = settings.data_dir
+    try:
+        data.mkdir(parents=True, exist_ok=True)
+        writable = os.access(data, os.W_OK)
+    except OSError:
+        writable = False
+    line(writable, f"data dir {data} {'is writable' if writable else 'is not writable'}")
+    line(settings.token is not None, "bot token " + ("is set" if settings.token else "is not set (NOTETAKER_TOKEN)"))
+    console.print("all checks passed" if not problems else f"{problems} problem(s) found")
+    sys.exit(1 if problems else 0)
+
+
+def _versions(found: plugins.Plugins, spec: Any) -> str:
+    return ", ".join(
+        f"{lib} {v or '(not installed)'}" for lib, v in found.library_versions(spec).items()
+    ) or "-"
+
+
+def main() -> None:
+    cli(prog_name="notetaker")

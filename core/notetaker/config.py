@@ -1,0 +1,164 @@
+"""One settings object, from a TOML file and ``NOTETAKER_*`` environment variables.
+
+Precedence, highest first: arguments given in code, environment variables
+(``NOTETAKER_BACKEND=nextcord``, nested with ``__``: ``NOTETAKER_POLICY__MAX_ATTEMPTS=3``),
+the TOML file, defaults. The file is, in order: the ``path`` argument, ``$NOTETAKER_CONFIG``,
+``./notetaker.toml``, ``$XDG_CONFIG_HOME/notetaker/config.toml``.
+
+The bot token is a secret: it is kept as :class:`pydantic.SecretStr` (its repr is
+``'**********'``) and registered with the log redaction filter as soon as it is read.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+from notetaker.errors import ConfigError
+
+DEFAULT_CONSENT = (
+    "Recording has started for meeting notes (started by {starter}). "
+    "Every speaker is recorded separately and transcribed. "
+    "Use /optout to exclude yourself: your audio is dropped and what was captured is deleted."
+)
+
+
+def _xdg(var: str, fallback: str) -> Path:
+    return Path(os.environ.get(var) or Path.home() / fallback)
+
+
+def default_config_path() -> Path | None:
+    """The config file that will be read when none is given, or None if there is none."""
+    env = os.environ.get("NOTETAKER_CONFIG")
+    if env:
+        return Path(env)
+    for candidate in (Path("notetaker.toml"), _xdg("XDG_CONFIG_HOME", ".config") / "notetaker" / "config.toml"):
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+class Settings(BaseSettings):
+    """Everything notetaker can be told. See README "Configuration" for each setting."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="NOTETAKER_",
+        env_nested_delimiter="__",
+        extra="forbid",
+        validate_default=True,
+    )
+
+    #: Which backend plugin runs the bot: ``pycord``, ``discordpy`` or ``nextcord``.
+    backend: str = "discordpy"
+    #: ``engine``: core's receive engine (same DAVE/receive on every library);
+    #: ``native``: the library's own voice client.
+    transport: Literal["engine", "native"] = "engine"
+    #: The bot token. Prefer the environment (``NOTETAKER_TOKEN``) to the file.
+    token: SecretStr | None = None
+    #: Where recordings, the session index and model caches live.
+    data_dir: Path = Field(default_factory=lambda: _xdg("XDG_DATA_HOME", ".local/share") / "notetaker")
+    #: Speech-to-text engine: ``faster-whisper`` (CPU default) or ``whisperx``.
+    transcriber: str = "faster-whisper"
+    #: Whisper model: a name (``base``, ``large-v3``, ``tiny.en``) or a CTranslate2 directory.
+    model: str = "base"
+    #: Posted in the text channel when recording starts; ``{starter}`` is replaced.
+    consent_message: str = DEFAULT_CONSENT
+    #: Prefix added to the bot's nickname while recording (where it has the permission).
+    recording_nickname_prefix: str = "[REC] "
+    #: Role ids whose members may start and stop notes.
+    allowed_role_ids: list[int] = Field(default_factory=list)
+    #: Discord permissions (snake case) that allow starting and stopping notes.
+    allowed_permissions: list[str] = Field(default_factory=lambda: ["manage_guild"])
+    #: Delete meetings older than this many days on start (None keeps everything).
+    retention_days: int | None = None
+    #: Overrides of :class:`notetaker.policy.ReconnectPolicy` fields.
+    policy: dict[str, Any] = Field(default_factory=dict)
+    #: ``DEBUG``, ``INFO``, ``WARNING``...
+    log_level: str = "INFO"
+    #: ``text`` (key=value) or ``json`` (one object per line).
+    log_format: Literal["text", "json"] = "text"
+
+    @field_validator("backend", "transcriber")
+    @classmethod
+    def _lowercase_name(cls, value: str) -> str:
+        return value.strip().lower()
+
+    @field_validator("log_level")
+    @classmethod
+    def _level(cls, value: str) -> str:
+        level = value.strip().upper()
+        if level not in {"DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"}:
+            raise ValueError(f"log_level must be DEBUG, INFO, WARNING, ERROR or CRITICAL, not {value!r}")
+        return level
+
+    @field_validator("retention_days")
+    @classmethod
+    def _retention(cls, value: int | None) -> int | None:
+        if value is not None and value < 1:
+            raise ValueError("retention_days must be at least 1 (or unset to keep everything)")
+        return value
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        path = _CONFIG_PATH.get("path")
+        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
+        if path is not None:
+            sources.append(TomlConfigSettingsSource(settings_cls, toml_file=path))
+        return tuple(sources)
+
+    def token_value(self) -> str | None:
+        """The token in clear, for the library's login only. Never log the result."""
+        return self.token.get_secret_value() if self.token is not None else None
+
+    def public_dict(self) -> dict[str, Any]:
+        """The settings as shown by ``notetaker config``: the token masked."""
+        data = self.model_dump(mode="json")
+        data["token"] = "set (hidden)" if self.token is not None else "not set"
+        return data
+
+
+# pydantic-settings builds sources from the class; the file path is per call, so it is
+# passed through this one-slot holder rather than a global class attribute.
+_CONFIG_PATH: dict[str, Path | None] = {}
+
+
+def load_settings(path: Path | str | None = None, **overrides: Any) -> Settings:
+    """Read settings; raise :class:`ConfigError` with every problem spelled out."""
+    resolved = Path(path) if path is not None else default_config_path()
+    if resolved is not None and not resolved.is_file():
+        raise ConfigError(f"config file {resolved} does not exist")
+    _CONFIG_PATH["path"] = resolved
+    try:
+        settings = Settings(**overrides)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in err['loc']) or 'config'}: {err['msg']}"
+            for err in exc.errors()
+        )
+        where = f" in {resolved}" if resolved else ""
+        raise ConfigError(f"invalid configuration{where}: {problems}") from None
+    except Exception as exc:  # e.g. a TOML syntax error
+        raise ConfigError(f"cannot read configuration {resolved}: {exc}") from None
+    finally:
+        _CONFIG_PATH.pop("path", None)
+    from notetaker.logs import register_secret
+
+    if settings.token is not None:
+        register_secret(settings.token.get_secret_value())
+    return settings

@@ -1,0 +1,113 @@
+"""The one error hierarchy of notetaker.
+
+Every error notetaker raises on purpose derives from :class:`NotetakerError`.
+Backends translate their library's exceptions into these in one place
+(``raise ... from exc``) so that core never has to know which library is in use.
+
+    NotetakerError
+    ├── ConfigError
+    │   └── UnknownBackendError
+    ├── PluginError
+    ├── PermissionDenied
+    ├── VoiceError
+    │   ├── VoiceClosed            (the voice gateway closed with a code)
+    │   ├── VoiceStopped           (the policy gave up; carries a user-facing reason)
+    │   └── VoiceTimeout
+    ├── PacketError                (malformed or undecryptable media; counted, never fatal)
+    │   ├── MalformedPacket
+    │   └── DecryptError
+    ├── RecordingError
+    └── TranscriptionError
+        └── ModelResolutionError
+"""
+
+from __future__ import annotations
+
+
+class NotetakerError(Exception):
+    """Root of every error notetaker raises on purpose."""
+
+
+class ConfigError(NotetakerError):
+    """The configuration is invalid; the message says which setting and why."""
+
+
+class UnknownBackendError(ConfigError):
+    """The configured backend is not installed."""
+
+    def __init__(self, name: str, installed: list[str]) -> None:
+        self.name = name
+        self.installed = sorted(installed)
+        listing = ", ".join(self.installed) if self.installed else "none"
+        super().__init__(
+            f"unknown backend {name!r}; installed backends: {listing}. "
+            f"Install one with e.g. `pip install ./backends/discordpy`."
+        )
+
+
+class PluginError(NotetakerError):
+    """A plugin failed to load or registered something invalid."""
+
+
+class PermissionDenied(NotetakerError):
+    """The member who asked is not allowed to do this (shown to them ephemerally)."""
+
+
+class VoiceError(NotetakerError):
+    """Something went wrong with a voice connection."""
+
+
+class VoiceClosed(VoiceError):
+    """The voice gateway closed the connection with ``code``."""
+
+    def __init__(self, code: int, reason: str = "", attempt: int = 0) -> None:
+        self.code = code
+        self.reason = reason
+        self.attempt = attempt
+        super().__init__(f"voice connection closed with {code}" + (f": {reason}" if reason else ""))
+
+
+class VoiceStopped(VoiceError):
+    """The reconnect policy stopped trying; ``reason`` is written for the user."""
+
+    def __init__(self, reason: str, code: int | None = None) -> None:
+        self.reason = reason
+        self.code = code
+        super().__init__(reason)
+
+
+class VoiceTimeout(VoiceError):
+    """A voice handshake step did not complete in time."""
+
+
+class PacketError(NotetakerError):
+    """A media packet could not be used. Counted and dropped, never raised out of a loop."""
+
+    reason: str = "malformed"
+
+    def __init__(self, message: str, reason: str | None = None) -> None:
+        if reason is not None:
+            self.reason = reason
+        super().__init__(message)
+
+
+class MalformedPacket(PacketError):
+    """The bytes do not parse as the packet they claim to be."""
+
+
+class DecryptError(PacketError):
+    """Transport or DAVE decryption failed."""
+
+    reason = "decrypt"
+
+
+class RecordingError(NotetakerError):
+    """The recorder could not write or read a meeting."""
+
+
+class TranscriptionError(NotetakerError):
+    """Transcription failed."""
+
+
+class ModelResolutionError(TranscriptionError):
+    """A Whisper model could not be found, fetched or verified."""

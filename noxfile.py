@@ -1,0 +1,115 @@
+"""Every session of the project. `nox` runs the default set (what CI and the README run).
+
+    nox -s lint typecheck     static checks
+    nox -s tests              core, simulator and transcriber tests, no Discord library
+    nox -s backend            each backend at its newest library version, against the simulator
+    nox -s "backend(name='pycord', version='2.8.1')"   one cell
+    nox -s bench              benchmarks (print figures)
+"""
+
+from __future__ import annotations
+
+import glob
+import os
+from pathlib import Path
+
+import nox
+
+ROOT = Path(__file__).parent
+nox.options.default_venv_backend = "uv|virtualenv"
+nox.options.reuse_existing_virtualenvs = True
+nox.options.sessions = ["lint", "typecheck", "tests", "backend"]
+
+# CPython 3.10-3.13 live under pyenv on the project's machines and CI; make each one
+# findable by nox/uv as pythonX.Y even when pyenv's global selection does not list it.
+for _bin in sorted(glob.glob("/root/.pyenv/versions/3.*/bin")):
+    if _bin not in os.environ.get("PATH", ""):
+        os.environ["PATH"] = f"{os.environ.get('PATH', '')}{os.pathsep}{_bin}"
+
+TEST_DEPS = ["pytest>=8", "pytest-asyncio>=0.23", "hypothesis>=6.100", "trustme>=1.1"]
+
+# The newest release of each library; the version matrix (nox -s matrix) adds older ones.
+NEWEST = {"pycord": "2.8.1", "discordpy": "2.7.1", "nextcord": "3.2.0"}
+DISTRIBUTION = {"pycord": "py-cord", "discordpy": "discord.py", "nextcord": "nextcord"}
+
+
+def python_for(name: str, version: str) -> str:
+    """The Python a library version accepts: nextcord 3.x needs >= 3.12; py-cord 2.5/2.6
+    import audioop (gone in 3.13)."""
+    if name == "nextcord" and int(version.split(".")[0]) >= 3:
+        return "3.12"
+    return "3.11"
+
+
+def _offline_env(session: nox.Session) -> dict[str, str]:
+    cache = Path(session.create_tmp()) / "cache"
+    return {
+        "HF_HUB_OFFLINE": "1",
+        "XDG_CACHE_HOME": str(cache),
+        "MPLCONFIGDIR": str(cache / "mpl"),
+        "TORCH_HOME": str(cache / "torch"),
+    }
+
+
+@nox.session(python="3.11")
+def lint(session: nox.Session) -> None:
+    """ruff: lint and format check of the whole tree."""
+    session.install("ruff>=0.6")
+    session.run("ruff", "check", ".")
+    session.run("ruff", "format", "--check", ".")
+
+
+@nox.session(python="3.11")
+def typecheck(session: nox.Session) -> None:
+    """mypy --strict on core."""
+    session.install("mypy>=1.10", "-e", "./core")
+    session.run("mypy")
+
+
+@nox.session(python="3.11")
+def tests(session: nox.Session) -> None:
+    """Core, simulator and transcriber tests in an environment with NO Discord library."""
+    session.install(*TEST_DEPS, "davey>=0.1.7", "av>=12", "numpy", "-e", "./core", "-e", "./simulator")
+    session.run(
+        "python", "-c",
+        "from notetaker.libraries import installed_discord_libraries as f; "
+        "found = f(); assert not found, f'Discord libraries in the core test env: {found}'",
+    )
+    session.run("pytest", "core/tests", "simulator/tests", *session.posargs, env=_offline_env(session))
+
+
+def _cells(versions: dict[str, list[str]]) -> list[nox.param]:
+    return [
+        nox.param(python_for(name, v), name, v, id=f"{name}-{v}")
+        for name, vs in versions.items()
+        for v in vs
+    ]
+
+
+def _run_backend(session: nox.Session, name: str, version: str) -> None:
+    session.install(
+        *TEST_DEPS,
+        # core and the backend install as a user installs them (not editable).
+        "./core", "-e", "./simulator", f"./backends/{name}",
+        f"{DISTRIBUTION[name]}=={version}",
+    )
+    session.run("notetaker", "plugins")
+    session.run(
+        "pytest", "tests", *session.posargs,
+        env={**_offline_env(session), "NOTETAKER_TEST_BACKEND": name},
+    )
+
+
+@nox.session
+@nox.parametrize(("python", "name", "version"), _cells({k: [v] for k, v in NEWEST.items()}))
+def backend(session: nox.Session, name: str, version: str) -> None:
+    """Each backend at its newest library version, against the simulator."""
+    _run_backend(session, name, version)
+
+
+@nox.session(python="3.11")
+def bench(session: nox.Session) -> None:
+    """Benchmarks: print figures (no pass/fail)."""
+    session.install("-e", "./core", "-e", "./simulator", "av>=12", "numpy")
+    for script in sorted(Path("bench").glob("bench_*.py")):
+        session.run("python", str(script), *session.posargs)
