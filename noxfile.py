@@ -1,10 +1,10 @@
 """Every session of the project. `nox` runs the default set (what CI and the README run).
 
-    nox -s lint typecheck     static checks
-    nox -s tests              core, simulator and transcriber tests, no Discord library
-    nox -s backend            each backend at its newest library version, against the simulator
-    nox -s "backend(name='pycord', version='2.8.1')"   one cell
-    nox -s bench              benchmarks (print figures)
+nox -s lint typecheck     static checks
+nox -s tests              core, simulator and transcriber tests, no Discord library
+nox -s backend            each backend at its newest library version, against the simulator
+nox -s "backend(name='pycord', version='2.8.1')"   one cell
+nox -s bench              benchmarks (print figures)
 """
 
 from __future__ import annotations
@@ -69,13 +69,18 @@ def typecheck(session: nox.Session) -> None:
 @nox.session(python="3.11")
 def tests(session: nox.Session) -> None:
     """Core, simulator and transcriber tests in an environment with NO Discord library."""
-    session.install(*TEST_DEPS, "davey>=0.1.7", "av>=12", "numpy", "-e", "./core", "-e", "./simulator")
+    session.install(
+        *TEST_DEPS, "davey>=0.1.7", "av>=12", "numpy", "-e", "./core", "-e", "./simulator"
+    )
     session.run(
-        "python", "-c",
+        "python",
+        "-c",
         "from notetaker.libraries import installed_discord_libraries as f; "
         "found = f(); assert not found, f'Discord libraries in the core test env: {found}'",
     )
-    session.run("pytest", "core/tests", "simulator/tests", *session.posargs, env=_offline_env(session))
+    session.run(
+        "pytest", "core/tests", "simulator/tests", *session.posargs, env=_offline_env(session)
+    )
 
 
 def _cells(versions: dict[str, list[str]]) -> list[nox.param]:
@@ -90,12 +95,17 @@ def _run_backend(session: nox.Session, name: str, version: str) -> None:
     session.install(
         *TEST_DEPS,
         # core and the backend install as a user installs them (not editable).
-        "./core", "-e", "./simulator", f"./backends/{name}",
+        "./core",
+        "-e",
+        "./simulator",
+        f"./backends/{name}",
         f"{DISTRIBUTION[name]}=={version}",
     )
     session.run("notetaker", "plugins")
     session.run(
-        "pytest", "tests", *session.posargs,
+        "pytest",
+        "tests",
+        *session.posargs,
         env={**_offline_env(session), "NOTETAKER_TEST_BACKEND": name},
     )
 

@@ -70,10 +70,17 @@ def plugins_cmd() -> None:
         rows.append(("backend", spec.name, found.backends.owner(spec.name), _versions(found, spec)))
     for tspec in found.transcribers:
         rows.append(
-            ("transcriber", tspec.name, found.transcribers.owner(tspec.name), _versions(found, tspec))
+            (
+                "transcriber",
+                tspec.name,
+                found.transcribers.owner(tspec.name),
+                _versions(found, tspec),
+            )
         )
     for rspec in found.renderers:
-        rows.append(("renderer", rspec.name, found.renderers.owner(rspec.name), f".{rspec.extension}"))
+        rows.append(
+            ("renderer", rspec.name, found.renderers.owner(rspec.name), f".{rspec.extension}")
+        )
     # Plain aligned text, not a rich table: it must not wrap or truncate in a pipe.
     widths = [max(len(r[i]) for r in rows) for i in range(3)]
     for row in rows:
@@ -81,7 +88,10 @@ def plugins_cmd() -> None:
     if not len(found.backends):
         console.print("No backend installed. Install one, e.g. `pip install ./backends/discordpy`.")
     for info in found.failed:
-        console.print(f"[red]failed[/red] plugin {info.name!r} from {info.distribution} {info.version}: {info.error}")
+        console.print(
+            f"[red]failed[/red] plugin {info.name!r} from {info.distribution} "
+            f"{info.version}: {info.error}"
+        )
     if found.failed:
         sys.exit(1)
 
@@ -121,7 +131,10 @@ def doctor_cmd(ctx: click.Context) -> None:
         line(False, f"backend {settings.backend!r} is not installed (installed: {installed})")
     else:
         libs = found.library_versions(spec)
-        line(all(libs.values()), f"backend {spec.name}: " + ", ".join(f"{k} {v}" for k, v in libs.items()))
+        line(
+            all(libs.values()),
+            f"backend {spec.name}: " + ", ".join(f"{k} {v}" for k, v in libs.items()),
+        )
     line(settings.transport in (spec.transports if spec else ()), f"transport {settings.transport}")
     opus = ctypes.util.find_library("opus")
     line(opus is not None, f"libopus: {opus or 'not found (apt install libopus0)'}")
@@ -134,15 +147,21 @@ def doctor_cmd(ctx: click.Context) -> None:
     except OSError:
         writable = False
     line(writable, f"data dir {data} {'is writable' if writable else 'is not writable'}")
-    line(settings.token is not None, "bot token " + ("is set" if settings.token else "is not set (NOTETAKER_TOKEN)"))
+    line(
+        settings.token is not None,
+        "bot token " + ("is set" if settings.token else "is not set (NOTETAKER_TOKEN)"),
+    )
     console.print("all checks passed" if not problems else f"{problems} problem(s) found")
     sys.exit(1 if problems else 0)
 
 
 def _versions(found: plugins.Plugins, spec: Any) -> str:
-    return ", ".join(
-        f"{lib} {v or '(not installed)'}" for lib, v in found.library_versions(spec).items()
-    ) or "-"
+    return (
+        ", ".join(
+            f"{lib} {v or '(not installed)'}" for lib, v in found.library_versions(spec).items()
+        )
+        or "-"
+    )
 
 
 def main() -> None:

@@ -41,7 +41,10 @@ def default_config_path() -> Path | None:
     env = os.environ.get("NOTETAKER_CONFIG")
     if env:
         return Path(env)
-    for candidate in (Path("notetaker.toml"), _xdg("XDG_CONFIG_HOME", ".config") / "notetaker" / "config.toml"):
+    for candidate in (
+        Path("notetaker.toml"),
+        _xdg("XDG_CONFIG_HOME", ".config") / "notetaker" / "config.toml",
+    ):
         if candidate.is_file():
             return candidate
     return None
@@ -65,7 +68,9 @@ class Settings(BaseSettings):
     #: The bot token. Prefer the environment (``NOTETAKER_TOKEN``) to the file.
     token: SecretStr | None = None
     #: Where recordings, the session index and model caches live.
-    data_dir: Path = Field(default_factory=lambda: _xdg("XDG_DATA_HOME", ".local/share") / "notetaker")
+    data_dir: Path = Field(
+        default_factory=lambda: _xdg("XDG_DATA_HOME", ".local/share") / "notetaker"
+    )
     #: Speech-to-text engine: ``faster-whisper`` (CPU default) or ``whisperx``.
     transcriber: str = "faster-whisper"
     #: Whisper model: a name (``base``, ``large-v3``, ``tiny.en``) or a CTranslate2 directory.
@@ -97,7 +102,9 @@ class Settings(BaseSettings):
     def _level(cls, value: str) -> str:
         level = value.strip().upper()
         if level not in {"DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"}:
-            raise ValueError(f"log_level must be DEBUG, INFO, WARNING, ERROR or CRITICAL, not {value!r}")
+            raise ValueError(
+                f"log_level must be DEBUG, INFO, WARNING, ERROR or CRITICAL, not {value!r}"
+            )
         return level
 
     @field_validator("retention_days")

@@ -40,9 +40,7 @@ class Plugins:
     """Everything the installed plugins registered."""
 
     backends: Registry[BackendSpec] = field(default_factory=lambda: Registry("backend"))
-    transcribers: Registry[TranscriberSpec] = field(
-        default_factory=lambda: Registry("transcriber")
-    )
+    transcribers: Registry[TranscriberSpec] = field(default_factory=lambda: Registry("transcriber"))
     renderers: Registry[RendererSpec] = field(default_factory=lambda: Registry("renderer"))
     loaded: list[PluginInfo] = field(default_factory=list)
 
@@ -89,8 +87,9 @@ def load(extra: list[tuple[str, Any]] | None = None) -> Plugins:
         except Exception as exc:  # a broken plugin must not stop the others
             log.warning("plugin %s from %s failed to load: %s", ep.name, dist, exc)
             result.loaded.append(
-                PluginInfo(ep.name, dist, version, f"{type(exc).__name__}: {exc}",
-                           traceback.format_exc())
+                PluginInfo(
+                    ep.name, dist, version, f"{type(exc).__name__}: {exc}", traceback.format_exc()
+                )
             )
             continue
         candidates.append((ep.name, dist, version, module))
@@ -116,8 +115,9 @@ def load(extra: list[tuple[str, Any]] | None = None) -> Plugins:
                 pm.unregister(module)
             log.warning("plugin %s from %s failed to register: %s", name, dist, exc)
             result.loaded.append(
-                PluginInfo(name, dist, version, f"{type(exc).__name__}: {exc}",
-                           traceback.format_exc())
+                PluginInfo(
+                    name, dist, version, f"{type(exc).__name__}: {exc}", traceback.format_exc()
+                )
             )
             continue
         result.loaded.append(PluginInfo(name, dist, version))

@@ -27,12 +27,19 @@ def test_defaults_without_any_file() -> None:
 
 def test_toml_file_then_env_overrides(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     cfg = tmp_path / "n.toml"
-    cfg.write_text('backend = "nextcord"\ntransport = "native"\nmodel = "tiny.en"\n'
-                   "allowed_role_ids = [42]\n[policy]\nmax_attempts = 3\n")
+    cfg.write_text(
+        'backend = "nextcord"\ntransport = "native"\nmodel = "tiny.en"\n'
+        "allowed_role_ids = [42]\n[policy]\nmax_attempts = 3\n"
+    )
     monkeypatch.setenv("NOTETAKER_TRANSPORT", "engine")
     monkeypatch.setenv("NOTETAKER_POLICY__BASE_DELAY", "0.5")
     s = load_settings(cfg)
-    assert (s.backend, s.transport, s.model, s.allowed_role_ids) == ("nextcord", "engine", "tiny.en", [42])
+    assert (s.backend, s.transport, s.model, s.allowed_role_ids) == (
+        "nextcord",
+        "engine",
+        "tiny.en",
+        [42],
+    )
     assert s.policy["max_attempts"] == 3
 
 

@@ -42,7 +42,11 @@ def test_detection_is_by_distribution_name() -> None:
 
 
 def _hookspec_names() -> list[str]:
-    return [n for n, f in inspect.getmembers(hookspecs, inspect.isfunction) if n.startswith("notetaker_")]
+    return [
+        n
+        for n, f in inspect.getmembers(hookspecs, inspect.isfunction)
+        if n.startswith("notetaker_")
+    ]
 
 
 def test_every_hook_is_prefixed_typed_and_documented() -> None:
@@ -57,7 +61,9 @@ def test_every_hook_is_prefixed_typed_and_documented() -> None:
 
 
 def _repo_files(pattern: str) -> list[Path]:
-    return [p for p in REPO.rglob(pattern) if not {".venv", ".nox"} & {x.split("-")[0] for x in p.parts}]
+    return [
+        p for p in REPO.rglob(pattern) if not {".venv", ".nox"} & {x.split("-")[0] for x in p.parts}
+    ]
 
 
 def test_every_hook_is_implemented_and_tested() -> None:

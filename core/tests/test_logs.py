@@ -12,7 +12,9 @@ import pytest
 from notetaker import logs
 
 BOT_TOKEN = "MTA5ODc2NTQzMjEwOTg3NjU0.GaBcDe.abcdefghijklmnopqrstuvwxyz012345"
-VOICE_TOKEN = "f4c1e0d9b8a7c6b5"  # voice tokens are short hex strings: only registration catches them
+VOICE_TOKEN = (
+    "f4c1e0d9b8a7c6b5"  # voice tokens are short hex strings: only registration catches them
+)
 
 
 @pytest.fixture

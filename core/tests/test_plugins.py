@@ -14,8 +14,9 @@ from notetaker.hookspecs import hookimpl
 from notetaker.registry import BackendSpec, Registry
 
 
-def _install_fake_distribution(root: Path, dist: str, entry_points: dict[str, str],
-                               modules: dict[str, str]) -> None:
+def _install_fake_distribution(
+    root: Path, dist: str, entry_points: dict[str, str], modules: dict[str, str]
+) -> None:
     """Write an importable distribution (dist-info with entry_points.txt) under ``root``."""
     info = root / f"{dist.replace('-', '_')}-1.2.3.dist-info"
     info.mkdir(parents=True)
@@ -49,7 +50,9 @@ def notetaker_register_renderers(register):
 
 
 def test_entry_point_plugin_registers_backend_and_renderer(site: Path) -> None:
-    _install_fake_distribution(site, "nt-test-good", {"good": "nt_test_good"}, {"nt_test_good": GOOD})
+    _install_fake_distribution(
+        site, "nt-test-good", {"good": "nt_test_good"}, {"nt_test_good": GOOD}
+    )
     found = plugins.load()
     spec = found.backend("fakecord")
     assert spec.factory(None) == "made"
@@ -104,7 +107,10 @@ def test_unknown_backend_lists_installed_ones() -> None:
 
 def test_unknown_backend_whose_plugin_failed_says_why(site: Path) -> None:
     _install_fake_distribution(
-        site, "notetaker-gamma", {"gamma": "nt_test_gamma"}, {"nt_test_gamma": "raise RuntimeError('boom')\n"}
+        site,
+        "notetaker-gamma",
+        {"gamma": "nt_test_gamma"},
+        {"nt_test_gamma": "raise RuntimeError('boom')\n"},
     )
     found = plugins.load()
     with pytest.raises(PluginError, match="boom"):

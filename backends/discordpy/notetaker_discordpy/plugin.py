@@ -21,6 +21,9 @@ def notetaker_register_backends(register: Registry[BackendSpec]) -> None:
             name="discordpy",
             libraries=("discord.py",),
             factory=_create,
-            description="discord.py (main gateway, slash commands); voice through core's engine or discord.py's own client",
+            description=(
+                "discord.py: slash commands and voice state; voice through core's engine "
+                "or the library's own client"
+            ),
         )
     )

@@ -21,6 +21,9 @@ def notetaker_register_backends(register: Registry[BackendSpec]) -> None:
             name="nextcord",
             libraries=("nextcord",),
             factory=_create,
-            description="nextcord (main gateway, slash commands); voice through core's engine or nextcord's own client",
+            description=(
+                "nextcord: slash commands and voice state; voice through core's engine "
+                "or the library's own client"
+            ),
         )
     )

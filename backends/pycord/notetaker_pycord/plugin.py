@@ -21,6 +21,9 @@ def notetaker_register_backends(register: Registry[BackendSpec]) -> None:
             name="pycord",
             libraries=("py-cord",),
             factory=_create,
-            description="py-cord (main gateway, slash commands); voice through core's engine or py-cord's own client",
+            description=(
+                "py-cord: slash commands and voice state; voice through core's engine "
+                "or the library's own client"
+            ),
         )
     )

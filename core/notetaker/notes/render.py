@@ -1,0 +1,140 @@
+"""The built-in notes formats: Markdown, SRT, WebVTT and JSON. Each is a pure function of
+:class:`~notetaker.notes.model.Notes`, registered as a renderer plugin by
+:mod:`notetaker.notes.plugin`."""
+
+from __future__ import annotations
+
+import json
+
+from notetaker.notes.model import Line, MissingSpan, Notes
+
+REASONS = {"loss": "packet loss", "decrypt": "decrypt failures", "reconnect": "reconnect"}
+
+
+def clock(seconds: float) -> str:
+    """``mm:ss`` (``h:mm:ss`` past an hour)."""
+    total = max(0, int(seconds))
+    h, rest = divmod(total, 3600)
+    m, s = divmod(rest, 60)
+    return f"{h}:{m:02d}:{s:02d}" if h else f"{m:02d}:{s:02d}"
+
+
+def _stamp(seconds: float, sep: str) -> str:
+    ms = max(0, round(seconds * 1000))
+    h, rest = divmod(ms, 3_600_000)
+    m, rest = divmod(rest, 60_000)
+    s, ms = divmod(rest, 1000)
+    return f"{h:02d}:{m:02d}:{s:02d}{sep}{ms:03d}"
+
+
+def missing_text(span: MissingSpan, name: str) -> str:
+    """``[audio missing 12:03-12:40, Alice: reconnect]``"""
+    why = REASONS.get(span.reason, span.reason)
+    return f"[audio missing {clock(span.start)}-{clock(span.end)}, {name}: {why}]"
+
+
+def render_markdown(notes: Notes) -> str:
+    out = [f"# {notes.title}", ""]
+    out.append(
+        f"**Date:** {notes.started_at:%Y-%m-%d %H:%M} UTC · **Duration:** {clock(notes.duration)}"
+    )
+    out += ["", "## Participants", ""]
+    for p in notes.participants:
+        out.append(f"- {p.name} — talk time {clock(p.talk_time)}")
+    if notes.opted_out:
+        out.append(f"- Opted out (not recorded): {', '.join(notes.opted_out)}")
+    out += ["", "## Summary", ""]
+    if notes.summary:
+        out.append(
+            "_Extractive: these lines are quoted verbatim from the transcript, picked by how "
+            "many of the meeting's frequent words they contain. Nothing here was generated._"
+        )
+        out.append("")
+        out += [f"- [{clock(ln.start)}] {ln.name}: {ln.text}" for ln in notes.summary]
+    else:
+        out.append("_No speech was transcribed, so there is nothing to summarise._")
+    out += ["", "## Coverage", ""]
+    any_gap = False
+    for p in notes.participants:
+        spans = [s for s in notes.missing if s.user_id == p.user_id and s.duration >= 1.0]
+        parts = [missing_text(s, p.name).strip("[]").removeprefix("audio missing ") for s in spans]
+        if p.short_gaps:
+            parts.append(f"{p.short_gaps} short drop(s), {p.short_gap_seconds:.1f} s in all")
+        if parts:
+            any_gap = True
+            out.append(f"- {p.name}: audio missing " + "; ".join(parts))
+    if not any_gap:
+        out.append("Complete: no audio is missing for any speaker.")
+    out += ["", "## Transcript", ""]
+    for ln in notes.lines:
+        out.append(_md_line(ln))
+    return "\n".join(out).rstrip() + "\n"
+
+
+def _md_line(ln: Line) -> str:
+    if ln.missing is not None:
+        return missing_text(ln.missing, ln.name) + "  "
+    return f"[{clock(ln.start)}] {ln.name}: {ln.text}  "
+
+
+def render_srt(notes: Notes) -> str:
+    blocks = []
+    for i, ln in enumerate(notes.lines, 1):
+        text = missing_text(ln.missing, ln.name) if ln.missing else f"{ln.name}: {ln.text}"
+        blocks.append(f"{i}\n{_stamp(ln.start, ',')} --> {_stamp(ln.end, ',')}\n{text}\n")
+    return "\n".join(blocks)
+
+
+def _vtt_escape(text: str) -> str:
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+def render_vtt(notes: Notes) -> str:
+    out = ["WEBVTT", ""]
+    for ln in notes.lines:
+        out.append(f"{_stamp(ln.start, '.')} --> {_stamp(ln.end, '.')}")
+        if ln.missing:
+            out.append(_vtt_escape(missing_text(ln.missing, ln.name)))
+        else:
+            out.append(f"<v {_vtt_escape(ln.name)}>{_vtt_escape(ln.text)}")
+        out.append("")
+    return "\n".join(out)
+
+
+def render_json(notes: Notes) -> str:
+    def line(ln: Line) -> dict[str, object]:
+        base: dict[str, object] = {
+            "start": round(ln.start, 3),
+            "end": round(ln.end, 3),
+            "user_id": str(ln.user_id),
+            "speaker": ln.name,
+        }
+        if ln.missing:
+            base["missing"] = ln.missing.reason
+        else:
+            base["text"] = ln.text
+        return base
+
+    data = {
+        "title": notes.title,
+        "started_at": notes.started_at.isoformat(),
+        "duration": round(notes.duration, 3),
+        "participants": [
+            {"user_id": str(p.user_id), "name": p.name, "talk_time": round(p.talk_time, 3)}
+            for p in notes.participants
+        ],
+        "opted_out": list(notes.opted_out),
+        "summary": {"method": "extractive", "lines": [line(ln) for ln in notes.summary]},
+        "missing": [
+            {
+                "user_id": str(s.user_id),
+                "start": round(s.start, 3),
+                "end": round(s.end, 3),
+                "reason": s.reason,
+            }
+            for s in notes.missing
+        ],
+        "transcript": [line(ln) for ln in notes.lines],
+        "meta": notes.meta,
+    }
+    return json.dumps(data, indent=2, ensure_ascii=False) + "\n"
