@@ -7,6 +7,7 @@ meeting order. It is deliberately simple and says so in the notes.
 
 from __future__ import annotations
 
+import math
 import re
 from collections import Counter
 from collections.abc import Sequence
@@ -44,7 +45,7 @@ def extractive_summary(lines: Sequence[Line], count: int) -> list[Line]:
         words = _words(ln.text)
         if len(words) < 3:  # a bare "sounds good" is not a summary
             return 0.0
-        return float(sum(freq[w] for w in set(words))) / len(words) ** 0.5
+        return sum(freq[w] for w in set(words)) / math.sqrt(len(words))
 
     ranked = sorted((ln for ln in lines if score(ln) > 0), key=score, reverse=True)[:count]
     return sorted(ranked, key=lambda ln: ln.start)
