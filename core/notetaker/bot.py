@@ -1,0 +1,351 @@
+"""The bot's behaviour, library-agnostic: every backend routes its slash commands here.
+
+A backend supplies a :class:`Platform` (voice sessions, messages, nicknames) and turns
+each interaction into a :class:`~notetaker.commands.CommandContext`; everything users
+see — permissions, consent, replies, errors — is decided here, once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import secrets
+import time
+from abc import ABC, abstractmethod
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+from notetaker.commands import CommandContext, Member
+from notetaker.config import Settings
+from notetaker.consent import ConsentStore, OptOutFilter
+from notetaker.errors import NotetakerError, PermissionDenied, VoiceStopped
+from notetaker.session import Stopped, VoiceSession, VoiceState
+from notetaker.sink import AudioSink
+
+log = logging.getLogger(__name__)
+
+#: Discord's message length limit; longer notes go out as a summary plus files.
+MESSAGE_LIMIT = 2000
+
+
+@dataclass(frozen=True, slots=True)
+class CommandSpec:
+    """A slash command every backend registers, from this one table."""
+
+    name: str
+    description: str
+
+
+COMMANDS: tuple[CommandSpec, ...] = (
+    CommandSpec("joinvoice", "Join your voice channel"),
+    CommandSpec("startnotes", "Start recording meeting notes in your voice channel"),
+    CommandSpec("stopnotes", "Stop recording and post the meeting notes"),
+    CommandSpec("leave", "Stop any recording and leave the voice channel"),
+    CommandSpec("notesstatus", "Show whether notes are being taken, for how long, and who spoke"),
+    CommandSpec("optout", "Exclude yourself from recordings in this server"),
+    CommandSpec("optin", "Allow yourself to be recorded again in this server"),
+)
+
+
+class Platform(ABC):
+    """What a backend gives the bot besides command contexts."""
+
+    @abstractmethod
+    def open_voice(self, guild_id: int) -> VoiceSession:
+        """A new, unconnected voice session for ``guild_id`` on the configured transport."""
+
+    @abstractmethod
+    async def send_message(self, channel_id: int, text: str, files: Sequence[Path] = ()) -> None:
+        """Post in a text channel."""
+
+    @abstractmethod
+    async def set_nickname(self, guild_id: int, nickname: str | None) -> bool:
+        """Set the bot's nickname (None: reset). False if it lacks the permission."""
+
+    @abstractmethod
+    def display_name(self, guild_id: int, user_id: int) -> str:
+        """The member's name as shown in the guild right now."""
+
+
+@dataclass(frozen=True)
+class NotesResult:
+    """What finishing a meeting produced."""
+
+    markdown: str
+    summary: str
+    files: tuple[Path, ...]
+
+
+class ActiveMeeting(Protocol):
+    """A meeting being recorded (implemented by :mod:`notetaker.meeting`)."""
+
+    meeting_id: int
+    started_by: Member
+    started_at: float  #: time.time() at start
+    sink: AudioSink
+
+    def speakers(self) -> dict[int, str]:
+        """user id -> display name of everyone recorded so far."""
+
+    def discard_user(self, user_id: int) -> None:
+        """Delete what was captured of ``user_id`` in this meeting."""
+
+    def mark_reconnect(self, start: float, end: float) -> None:
+        """The voice connection was down between these meeting-clock seconds."""
+
+    async def finish(self, progress: Callable[[str], Coroutine[Any, Any, None]]) -> NotesResult:
+        """Stop capture, transcribe, write the notes. ``progress`` gets short updates."""
+
+
+class MeetingFactory(Protocol):
+    def __call__(
+        self,
+        *,
+        guild_id: int,
+        voice_channel_id: int,
+        text_channel_id: int,
+        started_by: Member,
+        opted_out: Sequence[str],
+    ) -> ActiveMeeting: ...
+
+
+@dataclass
+class GuildState:
+    session: VoiceSession | None = None
+    meeting: ActiveMeeting | None = None
+    text_channel_id: int | None = None
+    excluded: set[int] = field(default_factory=set)
+    watcher: asyncio.Task[None] | None = None
+    renamed: bool = False
+
+
+class NotetakerBot:
+    """Routes commands; holds per-guild voice sessions and meetings."""
+
+    def __init__(
+        self,
+        platform: Platform,
+        settings: Settings,
+        *,
+        consent: ConsentStore,
+        meetings: MeetingFactory,
+        bot_name: str = "notetaker",
+    ) -> None:
+        self.platform = platform
+        self.settings = settings
+        self.consent = consent
+        self.meetings = meetings
+        self.bot_name = bot_name
+        self.guilds: dict[int, GuildState] = {}
+        self._handlers: dict[str, Callable[[CommandContext, GuildState], Awaitable[None]]] = {
+            "joinvoice": self._joinvoice,
+            "startnotes": self._startnotes,
+            "stopnotes": self._stopnotes,
+            "leave": self._leave,
+            "notesstatus": self._status,
+            "optout": self._optout,
+            "optin": self._optin,
+        }
+
+    # -- entry point -------------------------------------------------------------------
+
+    async def handle(self, ctx: CommandContext) -> None:
+        """Run one command. Errors reach the user as a sentence, never a traceback."""
+        handler = self._handlers.get(ctx.invocation.name)
+        state = self.guilds.setdefault(ctx.guild_id, GuildState())
+        try:
+            if handler is None:
+                await ctx.reply(f"I don't know /{ctx.invocation.name}.", ephemeral=True)
+                return
+            await handler(ctx, state)
+        except PermissionDenied as exc:
+            await ctx.reply(str(exc), ephemeral=True)
+        except NotetakerError as exc:
+            await ctx.reply(str(exc), ephemeral=True)
+        except Exception:
+            ref = secrets.token_hex(4)
+            log.exception("command /%s failed (ref %s)", ctx.invocation.name, ref)
+            await ctx.reply(
+                f"Something went wrong on my side (ref {ref}); the bot's log has the details.",
+                ephemeral=True,
+            )
+
+    # -- permissions -------------------------------------------------------------------
+
+    def may_control(self, member: Member) -> bool:
+        """Allowed roles or permissions from the config; administrators always."""
+        allowed_perms = set(self.settings.allowed_permissions) | {"administrator"}
+        return bool(
+            member.role_ids & set(self.settings.allowed_role_ids)
+            or member.permissions & allowed_perms
+        )
+
+    def _require_control(self, ctx: CommandContext) -> None:
+        if not self.may_control(ctx.member):
+            raise PermissionDenied(
+                f"You are not allowed to /{ctx.invocation.name}: it needs one of the roles or "
+                "permissions the bot's operator configured "
+                f"({', '.join(self.settings.allowed_permissions) or 'none'})."
+            )
+
+    # -- voice -------------------------------------------------------------------------
+
+    async def _ensure_voice(self, ctx: CommandContext, state: GuildState) -> VoiceSession:
+        if ctx.voice_channel_id is None:
+            raise NotetakerError(
+                f"Join a voice channel first, then run /{ctx.invocation.name} again."
+            )
+        session = state.session
+        if session is not None and session.state is VoiceState.CONNECTED:
+            if session.channel_id == ctx.voice_channel_id:
+                return session
+            await session.disconnect()
+        if session is None or session.state in (VoiceState.STOPPED, VoiceState.DISCONNECTED):
+            session = self.platform.open_voice(ctx.guild_id)
+            state.session = session
+        try:
+            await session.connect(ctx.voice_channel_id)
+        except VoiceStopped as exc:
+            state.session = None
+            raise NotetakerError(f"I could not join the voice channel: {exc.reason}") from exc
+        state.text_channel_id = ctx.channel_id
+        if state.watcher is None or state.watcher.done():
+            state.watcher = asyncio.create_task(self._watch(ctx.guild_id, session))
+        return session
+
+    async def _watch(self, guild_id: int, session: VoiceSession) -> None:
+        """Tell the channel when the policy gives up on the voice connection."""
+        async for event in session.events():
+            state = self.guilds.get(guild_id)
+            if state is None or state.session is not session:
+                return
+            if isinstance(event, Stopped):
+                if state.text_channel_id is not None:
+                    await self.platform.send_message(
+                        state.text_channel_id, f"Voice connection lost: {event.reason}"
+                    )
+                return
+
+    # -- commands ----------------------------------------------------------------------
+
+    async def _joinvoice(self, ctx: CommandContext, state: GuildState) -> None:
+        await ctx.defer()
+        session = await self._ensure_voice(ctx, state)
+        await ctx.followup(f"Joined <#{session.channel_id}>. Use /startnotes to record.")
+
+    async def _startnotes(self, ctx: CommandContext, state: GuildState) -> None:
+        self._require_control(ctx)
+        if state.meeting is not None:
+            starter = state.meeting.started_by.display_name
+            raise NotetakerError(f"Notes are already being taken (started by {starter}).")
+        await ctx.defer()
+        session = await self._ensure_voice(ctx, state)
+        state.excluded = self.consent.opted_out(ctx.guild_id)
+        meeting = self.meetings(
+            guild_id=ctx.guild_id,
+            voice_channel_id=ctx.voice_channel_id or 0,
+            text_channel_id=ctx.channel_id,
+            started_by=ctx.member,
+            opted_out=[self.platform.display_name(ctx.guild_id, u) for u in sorted(state.excluded)],
+        )
+        state.meeting = meeting
+        session.set_sink(OptOutFilter(meeting.sink, state.excluded))
+        announcement = self.settings.consent_message.replace("{starter}", ctx.member.display_name)
+        await self.platform.send_message(ctx.channel_id, announcement)
+        prefix = self.settings.recording_nickname_prefix
+        if prefix:
+            state.renamed = await self.platform.set_nickname(ctx.guild_id, prefix + self.bot_name)
+        await ctx.followup(f"Recording in <#{session.channel_id}> (meeting {meeting.meeting_id}).")
+
+    async def _finish(self, ctx: CommandContext, state: GuildState) -> None:
+        meeting = state.meeting
+        assert meeting is not None
+        if state.session is not None:
+            state.session.set_sink(None)
+        state.meeting = None
+        if state.renamed:
+            await self.platform.set_nickname(ctx.guild_id, None)
+            state.renamed = False
+
+        async def progress(text: str) -> None:
+            await ctx.followup(text)
+
+        result = await meeting.finish(progress)
+        if len(result.markdown) <= MESSAGE_LIMIT:
+            await self.platform.send_message(ctx.channel_id, result.markdown, result.files)
+        else:
+            await self.platform.send_message(
+                ctx.channel_id, result.summary[:MESSAGE_LIMIT], result.files
+            )
+
+    async def _stopnotes(self, ctx: CommandContext, state: GuildState) -> None:
+        self._require_control(ctx)
+        if state.meeting is None:
+            raise NotetakerError("No notes are being taken in this server.")
+        await ctx.defer()
+        meeting_id = state.meeting.meeting_id
+        await ctx.followup(f"Stopped recording meeting {meeting_id}; transcribing now.")
+        await self._finish(ctx, state)
+
+    async def _leave(self, ctx: CommandContext, state: GuildState) -> None:
+        if state.meeting is not None:
+            self._require_control(ctx)
+            await ctx.defer()
+            await self._finish(ctx, state)
+        if state.session is None or state.session.state in (
+            VoiceState.DISCONNECTED,
+            VoiceState.STOPPED,
+            VoiceState.IDLE,
+        ):
+            await ctx.reply("I'm not in a voice channel.", ephemeral=True)
+            return
+        await state.session.disconnect(force=True)
+        state.session = None
+        await ctx.reply("Left the voice channel.")
+
+    async def _status(self, ctx: CommandContext, state: GuildState) -> None:
+        session, meeting = state.session, state.meeting
+        if session is None:
+            await ctx.reply("Not in a voice channel; no notes are being taken.", ephemeral=True)
+            return
+        stats: dict[str, Any] = session.stats()
+        parts = [f"Voice: {session.state.value}"]
+        if session.channel_id:
+            parts[0] += f" in <#{session.channel_id}>"
+        parts.append(
+            f"reconnects: {stats.get('reconnects', 0)}, resumes: {stats.get('resumes', 0)}"
+        )
+        if meeting is None:
+            parts.append("no notes are being taken")
+        else:
+            minutes, seconds = divmod(int(time.time() - meeting.started_at), 60)
+            names = ", ".join(sorted(meeting.speakers().values())) or "nobody yet"
+            parts.append(
+                f"recording meeting {meeting.meeting_id} for {minutes:02d}:{seconds:02d}, "
+                f"started by {meeting.started_by.display_name}; speakers: {names}"
+            )
+        await ctx.reply("; ".join(parts) + ".", ephemeral=True)
+
+    async def _optout(self, ctx: CommandContext, state: GuildState) -> None:
+        user = ctx.member.id
+        self.consent.set_opted_out(ctx.guild_id, user, True)
+        state.excluded.add(user)
+        deleted = ""
+        if state.meeting is not None:
+            state.meeting.discard_user(user)
+            deleted = " What was already recorded of you in this meeting has been deleted."
+        await ctx.reply(
+            "You are opted out: your voice is not recorded in this server from now on."
+            + deleted
+            + " Use /optin to undo.",
+            ephemeral=True,
+        )
+
+    async def _optin(self, ctx: CommandContext, state: GuildState) -> None:
+        self.consent.set_opted_out(ctx.guild_id, ctx.member.id, False)
+        state.excluded.discard(ctx.member.id)
+        await ctx.reply(
+            "You are opted in: you will be recorded when notes are taken.", ephemeral=True
+        )

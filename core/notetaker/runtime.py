@@ -1,0 +1,135 @@
+"""What every backend is made of, written once: a backend subclasses :class:`LibraryBackend`
+and supplies only what differs between libraries — creating the client and registering
+the slash commands of :data:`notetaker.bot.COMMANDS` with it.
+
+Everything else — the bot's behaviour, voice sessions through the reconnect supervisor,
+the engine attached via the library's ``VoiceProtocol`` — comes from core, so switching
+``backend`` in the config is the only change needed to move the bot between libraries.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import ssl
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from notetaker.bot import MeetingFactory, NotetakerBot
+from notetaker.bridge import (
+    InteractionContext,
+    LibraryPlatform,
+    LibraryVoiceAdapter,
+    make_engine_protocol,
+)
+from notetaker.config import Settings
+from notetaker.consent import ConsentStore
+from notetaker.policy import ReconnectPolicy
+from notetaker.session import VoiceLink, VoiceSession
+from notetaker.supervisor import Supervisor
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class LibraryKit:
+    """The library's classes core needs, handed in so that core never imports them."""
+
+    distribution: str  #: "py-cord", "discord.py", "nextcord"
+    version: str
+    voice_protocol: type  #: the library's VoiceProtocol base class
+    file_cls: type  #: the library's File class
+    native_voice_client: type | None = None  #: the library's own VoiceClient
+
+
+class LibraryBackend(ABC):
+    """A notetaker bot on one Discord library."""
+
+    kit: LibraryKit
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        meetings: MeetingFactory | None = None,
+        consent: ConsentStore | None = None,
+        voice_ssl: ssl.SSLContext | None = None,
+    ) -> None:
+        self.settings = settings
+        self.voice_ssl = voice_ssl
+        self.kit = self.library_kit()
+        self.client = self.create_client()
+        self._engine_protocol = make_engine_protocol(self.kit.voice_protocol)
+        self.policy = ReconnectPolicy.from_overrides(settings.policy)
+        if consent is None:
+            settings.data_dir.mkdir(parents=True, exist_ok=True)
+            consent = ConsentStore(Path(settings.data_dir) / "index.sqlite3")
+        if meetings is None:
+            from notetaker.meeting import MeetingRecorderFactory
+
+            meetings = MeetingRecorderFactory(settings)
+        self.bot = NotetakerBot(
+            LibraryPlatform(self.client, self.kit.file_cls, self.open_session),
+            settings,
+            consent=consent,
+            meetings=meetings,
+        )
+        self.register_commands()
+
+    # -- what a backend writes -----------------------------------------------------------
+
+    @abstractmethod
+    def library_kit(self) -> LibraryKit:
+        """The library's classes and version."""
+
+    @abstractmethod
+    def create_client(self) -> Any:
+        """The library's client with the intents the bot needs (guilds, voice states)."""
+
+    @abstractmethod
+    def register_commands(self) -> None:
+        """Register :data:`notetaker.bot.COMMANDS`; each calls :meth:`dispatch`."""
+
+    # -- shared -------------------------------------------------------------------------
+
+    async def dispatch(self, interaction: Any, name: str, options: dict[str, Any]) -> None:
+        """Hand one slash command invocation to the bot."""
+        await self.bot.handle(InteractionContext(interaction, name, options, self.kit.file_cls))
+
+    def open_session(self, guild_id: int) -> VoiceSession:
+        """A voice session for ``guild_id`` on the configured transport."""
+        link: VoiceLink
+        if self.settings.transport == "engine":
+            from notetaker.voice.link import EngineLink
+
+            adapter = LibraryVoiceAdapter(self.client, guild_id, self._engine_protocol)
+            link = EngineLink(
+                adapter,
+                guild_id=guild_id,
+                user_id=int(self.client.user.id),
+                ssl_context=self.voice_ssl,
+            )
+            adapter.attach(link)
+        else:
+            from notetaker.native import NativeLink
+
+            link = NativeLink(self.client, guild_id, self.kit)
+        return Supervisor(link, self.policy, guild_id=guild_id, logger=log)
+
+    async def start(self, token: str) -> None:
+        """Log in and run until :meth:`close`."""
+        await self.client.start(token)
+
+    async def wait_until_ready(self) -> None:
+        await self.client.wait_until_ready()
+
+    async def close(self) -> None:
+        for state in self.bot.guilds.values():
+            if state.session is not None:
+                try:
+                    await asyncio.wait_for(state.session.disconnect(force=True), 5)
+                except Exception as exc:  # shutting down: note it and go on
+                    log.warning("voice session did not close cleanly: %s", exc)
+        await self.client.close()
