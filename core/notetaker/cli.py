@@ -155,6 +155,152 @@ def doctor_cmd(ctx: click.Context) -> None:
     sys.exit(1 if problems else 0)
 
 
+def _index(settings: Settings) -> Any:
+    from notetaker.recorder.index import MeetingIndex
+
+    return MeetingIndex.open(settings.data_dir)
+
+
+@cli.command("run")
+@click.pass_context
+def run_cmd(ctx: click.Context) -> None:
+    """Run the bot on the configured backend (needs NOTETAKER_TOKEN).
+
+    Applies retention_days first, then logs in and serves the slash commands until
+    interrupted (Ctrl-C).
+    """
+    import asyncio
+
+    from notetaker.errors import ConfigError
+
+    settings = _settings(ctx)
+    token = settings.token_value()
+    if not token:
+        raise ConfigError("no bot token: set NOTETAKER_TOKEN (or token in the config file)")
+    spec = plugins.load().backend(settings.backend)
+    if settings.retention_days:
+        import time
+
+        index = _index(settings)
+        removed = index.apply_retention(settings.retention_days, time.time())
+        index.close()
+        if removed:
+            console.print(
+                f"retention: deleted {len(removed)} meeting(s) older than "
+                f"{settings.retention_days} days"
+            )
+    backend = spec.factory(settings)
+
+    async def main() -> None:
+        try:
+            await backend.start(token)
+        finally:
+            await backend.close()
+
+    console.print(f"notetaker {__version__} on {settings.backend} (transport {settings.transport})")
+    try:
+        asyncio.run(main())
+    except KeyboardInterrupt:
+        console.print("stopped")
+
+
+@cli.command("meetings")
+@click.option("--status", type=click.Choice(["recording", "transcribing", "done", "failed"]))
+@click.pass_context
+def meetings_cmd(ctx: click.Context, status: str | None) -> None:
+    """List recorded meetings, newest first."""
+    import datetime as dt
+
+    index = _index(_settings(ctx))
+    rows = index.list_meetings(status=status)
+    if not rows:
+        click.echo("no meetings")
+    for m in rows:
+        when = dt.datetime.fromtimestamp(m.started_at, dt.UTC).strftime("%Y-%m-%d %H:%M")
+        length = f"{(m.stopped_at - m.started_at) / 60:.1f} min" if m.stopped_at else "-"
+        click.echo(
+            f"{m.id:>5}  {when} UTC  {length:>10}  {m.status:<12}  guild {m.guild_id} "
+            f"channel {m.channel_id}"
+        )
+    index.close()
+
+
+@cli.command("export")
+@click.argument("meeting", type=int)
+@click.option(
+    "-o",
+    "--out",
+    "out_dir",
+    type=click.Path(path_type=Path),
+    default=Path("."),
+    show_default=True,
+    help="Folder to write into.",
+)
+@click.option("--no-mix", is_flag=True, help="Only copy the per-speaker tracks.")
+@click.pass_context
+def export_cmd(ctx: click.Context, meeting: int, out_dir: Path, no_mix: bool) -> None:
+    """Write MEETING's mixed-down audio and every speaker's track to a folder."""
+    from notetaker.recorder.export import export_meeting
+
+    index = _index(_settings(ctx))
+    try:
+        result = export_meeting(index, meeting, out_dir, mix=not no_mix)
+    finally:
+        index.close()
+    if result.mix:
+        click.echo(f"mix: {result.mix}")
+    for uid, path in sorted(result.tracks.items()):
+        click.echo(f"track {uid}: {path}")
+    for uid in result.missing:
+        click.echo(f"track {uid}: file missing", err=True)
+
+
+@cli.command("delete")
+@click.argument("meeting", type=int)
+@click.option("-y", "--yes", is_flag=True, help="Do not ask for confirmation.")
+@click.pass_context
+def delete_cmd(ctx: click.Context, meeting: int, yes: bool) -> None:
+    """Delete MEETING: its audio, notes and index rows."""
+    from notetaker.errors import RecordingError
+
+    index = _index(_settings(ctx))
+    try:
+        if not yes:
+            click.confirm(f"Delete meeting {meeting} and all its audio?", abort=True)
+        if not index.delete_meeting(meeting):
+            raise RecordingError(f"no meeting {meeting}")
+    finally:
+        index.close()
+    click.echo(f"deleted meeting {meeting}")
+
+
+@cli.command("transcribe")
+@click.argument("meeting", type=int)
+@click.pass_context
+def transcribe_cmd(ctx: click.Context, meeting: int) -> None:
+    """Transcribe MEETING (again) and write its notes; shows a progress bar."""
+    import asyncio
+
+    from rich.progress import Progress
+
+    from notetaker.meeting import produce_notes
+
+    settings = _settings(ctx)
+    index = _index(settings)
+    try:
+        with Progress(console=console, transient=False) as bar:
+            task = bar.add_task(f"meeting {meeting}", total=1.0)
+            result = asyncio.run(
+                produce_notes(
+                    settings, index, meeting, progress=lambda f: bar.update(task, completed=f)
+                )
+            )
+    finally:
+        index.close()
+    for path in result.files:
+        click.echo(f"wrote {path}")
+
+
 def _versions(found: plugins.Plugins, spec: Any) -> str:
     return (
         ", ".join(
