@@ -118,6 +118,20 @@ def backend(session: nox.Session, name: str, version: str) -> None:
 
 
 @nox.session(python="3.11")
+def whisperx(session: nox.Session) -> None:
+    """The WhisperX engine's tests in its own environment (torch with CUDA wheels, ~6 GB;
+    it runs on CPU). whisperx goes in with --no-deps: its own pins do not resolve here."""
+    session.install("--no-deps", "whisperx==3.8.6")
+    session.install(
+        "-c", "transcribe/whisperx-cpu-constraints.txt",
+        "torch", "torchaudio", "torchcodec", "pyannote-audio", "huggingface-hub", "transformers",
+        "faster-whisper", "ctranslate2", "nltk", "numpy", "omegaconf", "pandas", "lightning",
+        *TEST_DEPS, "-e", "./core", "-e", "./transcribe[models]",
+    )
+    session.run("pytest", "transcribe/tests", *session.posargs, env=_offline_env(session))
+
+
+@nox.session(python="3.11")
 def bench(session: nox.Session) -> None:
     """Benchmarks: print figures (no pass/fail)."""
     session.install("-e", "./core", "-e", "./simulator", "av>=12", "numpy")
