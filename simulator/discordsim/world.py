@@ -170,7 +170,9 @@ class World:
 
     guild_id: int = field(default_factory=snowflake)
     guild_name: str = "notetaker test guild"
-    application_id: int = field(default_factory=snowflake)
+    #: 0 means "the bot's user id", which is what Discord gives every bot made since 2016
+    #: (py-cord relies on it and asks for the commands of ``bot.user.id``)
+    application_id: int = 0
     bot: User = field(default_factory=lambda: User(snowflake(), "notetaker-bot", bot=True))
     users: dict[int, User] = field(default_factory=dict)
     channels: dict[int, Channel] = field(default_factory=dict)
@@ -187,6 +189,8 @@ class World:
     owner_id: int | None = None
 
     def __post_init__(self) -> None:
+        if not self.application_id:
+            self.application_id = self.bot.id
         if self.guild_id not in self.guild_roles:
             self.guild_roles[self.guild_id] = Role(self.guild_id, "@everyone", DEFAULT_PERMISSIONS)
 
