@@ -41,7 +41,7 @@ class Gap:
     """Packets of one speaker that never arrived (or arrived too late to use).
 
     ``first_sequence`` is the first missing RTP sequence number; ``count`` how many are
-    missing; ``reason`` one of ``loss``, ``late``, ``decrypt``, ``reconnect``.
+    missing; ``reason`` one of ``loss``, ``late``, ``decrypt``, ``decode``, ``reconnect``.
     """
 
     user_id: int
