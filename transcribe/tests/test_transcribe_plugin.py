@@ -20,6 +20,7 @@ from notetaker_transcribe.wx_engine import WhisperXTranscriber
 
 
 def test_both_engines_register_through_the_entry_point() -> None:
+    """The notetaker_register_transcribers hook, implemented by notetaker_transcribe.plugin."""
     loaded = plugins.load()
     assert {"faster-whisper", "whisperx"} <= set(loaded.transcribers.names())
     assert "notetaker-transcribe" in loaded.transcribers.owner("faster-whisper")
