@@ -1,0 +1,34 @@
+"""The recorder: one Ogg Opus track per speaker, a meeting timeline and a session index.
+
+* :mod:`~notetaker.recorder.ogg`: Ogg pages, OpusHead/OpusTags, the page writer.
+* :mod:`~notetaker.recorder.track`: one speaker's RTP clock onto the meeting clock.
+* :mod:`~notetaker.recorder.recorder`: :class:`Recorder`, the production audio sink.
+* :mod:`~notetaker.recorder.index`: :class:`MeetingIndex`, the SQLite session index.
+* :mod:`~notetaker.recorder.paths`: :class:`DataLayout`, paths from integer ids only.
+* :mod:`~notetaker.recorder.export`: mixdown and per-speaker copies.
+"""
+
+from __future__ import annotations
+
+from notetaker.recorder.export import ExportResult, export_meeting, mix_tracks
+from notetaker.recorder.index import Meeting, MeetingIndex, Speaker, TrackRow
+from notetaker.recorder.paths import DataLayout, checked_id
+from notetaker.recorder.recorder import Recorder, TrackStats
+from notetaker.recorder.timeline import TimelineEvent
+from notetaker.recorder.track import RecorderConfig
+
+__all__ = [
+    "DataLayout",
+    "ExportResult",
+    "Meeting",
+    "MeetingIndex",
+    "Recorder",
+    "RecorderConfig",
+    "Speaker",
+    "TimelineEvent",
+    "TrackRow",
+    "TrackStats",
+    "checked_id",
+    "export_meeting",
+    "mix_tracks",
+]

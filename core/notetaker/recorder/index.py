@@ -1,0 +1,455 @@
+"""The session index: one SQLite file under the data directory.
+
+It lists meetings (guild, channel, who started them, start/stop, status), their speakers
+(user id and the display name at the time), their tracks (paths relative to the data
+directory, built from ids by :mod:`notetaker.recorder.paths`) and their timeline events
+(gaps, reconnects, opt-outs). The schema is versioned: :data:`MIGRATIONS` are applied in
+order and the version is kept in ``schema_version``.
+
+WAL mode with ``synchronous=NORMAL``: a committed row survives the process being killed
+(what the recorder needs); only a power cut may lose the last commits. One connection,
+shared across threads behind a lock: the receive loop and the bot's event loop may both
+write.
+"""
+
+from __future__ import annotations
+
+import shutil
+import sqlite3
+import threading
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Final
+
+from notetaker.errors import RecordingError
+from notetaker.recorder.paths import DataLayout, checked_id
+from notetaker.recorder.timeline import EVENT_KINDS, TimelineEvent
+
+STATUSES: Final = ("recording", "transcribing", "done", "failed")
+#: Allowed status changes; a failed or done meeting may be transcribed again.
+TRANSITIONS: Final = {
+    "recording": frozenset({"transcribing", "done", "failed"}),
+    "transcribing": frozenset({"done", "failed"}),
+    "done": frozenset({"transcribing"}),
+    "failed": frozenset({"transcribing"}),
+}
+#: Meetings still recording or transcribing are spared by retention for this much longer
+#: than the cutoff: they may be in progress. Older ones are left over from a crash.
+ACTIVE_GRACE_S: Final = 86_400.0
+
+MIGRATIONS: Final[tuple[str, ...]] = (
+    """
+    CREATE TABLE meetings (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        guild_id INTEGER NOT NULL,
+        channel_id INTEGER NOT NULL,
+        channel_name TEXT,
+        started_by INTEGER NOT NULL,
+        started_at REAL NOT NULL,
+        stopped_at REAL,
+        status TEXT NOT NULL DEFAULT 'recording'
+            CHECK (status IN ('recording', 'transcribing', 'done', 'failed')),
+        status_detail TEXT NOT NULL DEFAULT ''
+    );
+    CREATE INDEX meetings_started ON meetings (started_at);
+    CREATE TABLE speakers (
+        meeting_id INTEGER NOT NULL REFERENCES meetings (id) ON DELETE CASCADE,
+        user_id INTEGER NOT NULL,
+        display_name TEXT NOT NULL DEFAULT '',
+        joined_ms INTEGER,
+        PRIMARY KEY (meeting_id, user_id)
+    );
+    CREATE TABLE tracks (
+        meeting_id INTEGER NOT NULL REFERENCES meetings (id) ON DELETE CASCADE,
+        user_id INTEGER NOT NULL,
+        path TEXT NOT NULL,
+        started_ms INTEGER NOT NULL DEFAULT 0,
+        ended_ms INTEGER,
+        PRIMARY KEY (meeting_id, user_id)
+    );
+    CREATE TABLE events (
+        id INTEGER PRIMARY KEY,
+        meeting_id INTEGER NOT NULL REFERENCES meetings (id) ON DELETE CASCADE,
+        user_id INTEGER,
+        kind TEXT NOT NULL,
+        at_ms INTEGER,
+        count INTEGER NOT NULL DEFAULT 0,
+        detail TEXT NOT NULL DEFAULT ''
+    );
+    CREATE INDEX events_meeting ON events (meeting_id, at_ms);
+    CREATE TABLE status_log (
+        meeting_id INTEGER NOT NULL REFERENCES meetings (id) ON DELETE CASCADE,
+        status TEXT NOT NULL,
+        at REAL NOT NULL,
+        detail TEXT NOT NULL DEFAULT ''
+    );
+    """,
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Speaker:
+    """A member heard in a meeting, with the display name they had then."""
+
+    user_id: int
+    display_name: str
+    joined_ms: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class TrackRow:
+    """One speaker's audio file; ``path`` is absolute and inside the data directory."""
+
+    user_id: int
+    path: Path
+    started_ms: int
+    ended_ms: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class Meeting:
+    """A meeting's row; :meth:`MeetingIndex.get_meeting` fills the lists."""
+
+    id: int
+    guild_id: int
+    channel_id: int
+    channel_name: str | None
+    started_by: int
+    started_at: float
+    stopped_at: float | None
+    status: str
+    status_detail: str
+    speakers: list[Speaker] = field(default_factory=list)
+    tracks: list[TrackRow] = field(default_factory=list)
+    events: list[TimelineEvent] = field(default_factory=list)
+
+
+class MeetingIndex:
+    """The SQLite session index at ``path``; files are looked up under ``data_dir``.
+
+    ``data_dir`` defaults to the folder holding the index file.
+    """
+
+    def __init__(self, path: Path | str, data_dir: Path | str | None = None) -> None:
+        self.path = Path(path)
+        self.layout = DataLayout(self.path.parent if data_dir is None else data_dir)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._lock = threading.RLock()
+        try:
+            self._db = sqlite3.connect(
+                self.path, check_same_thread=False, isolation_level=None, timeout=10.0
+            )
+        except sqlite3.Error as exc:
+            raise RecordingError(f"cannot open the session index {self.path}: {exc}") from exc
+        try:
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("PRAGMA synchronous=NORMAL")
+            self._db.execute("PRAGMA foreign_keys=ON")
+            self._migrate()
+        except (sqlite3.Error, RecordingError) as exc:
+            self._db.close()
+            if isinstance(exc, RecordingError):
+                raise
+            raise RecordingError(f"cannot open the session index {self.path}: {exc}") from exc
+
+    @classmethod
+    def open(cls, data_dir: Path | str) -> MeetingIndex:
+        """The index of a data directory, at its standard place."""
+        layout = DataLayout(data_dir)
+        return cls(layout.index_path, layout.root)
+
+    # -- plumbing -------------------------------------------------------------------
+
+    @contextmanager
+    def _tx(self) -> Iterator[sqlite3.Connection]:
+        with self._lock:
+            try:
+                self._db.execute("BEGIN IMMEDIATE")
+                try:
+                    yield self._db
+                except BaseException:
+                    self._db.execute("ROLLBACK")
+                    raise
+                self._db.execute("COMMIT")
+            except sqlite3.Error as exc:
+                raise RecordingError(f"session index: {exc}") from exc
+
+    def _migrate(self) -> None:
+        with self._tx() as db:
+            db.execute("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)")
+            row = db.execute("SELECT version FROM schema_version").fetchone()
+            version = row[0] if row else 0
+            if row is None:
+                db.execute("INSERT INTO schema_version (version) VALUES (0)")
+            if version > len(MIGRATIONS):
+                raise RecordingError(
+                    f"the session index is schema version {version}; this notetaker "
+                    f"knows up to {len(MIGRATIONS)}: upgrade notetaker"
+                )
+            for script in MIGRATIONS[version:]:
+                for statement in script.split(";"):
+                    if statement.strip():
+                        db.execute(statement)
+            db.execute("UPDATE schema_version SET version = ?", (len(MIGRATIONS),))
+
+    @property
+    def schema_version(self) -> int:
+        """The schema version of the open file."""
+        with self._lock:
+            return int(self._db.execute("SELECT version FROM schema_version").fetchone()[0])
+
+    def close(self) -> None:
+        """Close the database connection."""
+        with self._lock:
+            self._db.close()
+
+    def __enter__(self) -> MeetingIndex:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- writing ---------------------------------------------------------------------
+
+    def create_meeting(
+        self,
+        *,
+        guild_id: int,
+        channel_id: int,
+        started_by: int,
+        started_at: float,
+        channel_name: str | None = None,
+    ) -> int:
+        """A new meeting in status ``recording``; returns its id.
+
+        ``channel_name`` is kept for display only; no path is ever built from it.
+        """
+        values = (
+            checked_id(guild_id, "guild id"),
+            checked_id(channel_id, "channel id"),
+            channel_name,
+            checked_id(started_by, "user id"),
+            float(started_at),
+        )
+        with self._tx() as db:
+            cur = db.execute(
+                "INSERT INTO meetings (guild_id, channel_id, channel_name, started_by,"
+                " started_at) VALUES (?, ?, ?, ?, ?)",
+                values,
+            )
+            meeting_id = int(cur.lastrowid or 0)
+            db.execute(
+                "INSERT INTO status_log (meeting_id, status, at) VALUES (?, 'recording', ?)",
+                (meeting_id, float(started_at)),
+            )
+        return meeting_id
+
+    def add_speaker(
+        self, meeting_id: int, user_id: int, display_name: str, joined_ms: int | None = None
+    ) -> None:
+        """Record a speaker; a second call updates the display name (and a missing join time)."""
+        with self._tx() as db:
+            db.execute(
+                "INSERT INTO speakers (meeting_id, user_id, display_name, joined_ms)"
+                " VALUES (?, ?, ?, ?) ON CONFLICT (meeting_id, user_id)"
+                " DO UPDATE SET display_name = excluded.display_name,"
+                " joined_ms = COALESCE(speakers.joined_ms, excluded.joined_ms)",
+                (
+                    checked_id(meeting_id, "meeting id"),
+                    checked_id(user_id, "user id"),
+                    display_name,
+                    joined_ms,
+                ),
+            )
+
+    def add_track(self, meeting_id: int, user_id: int, path: Path, started_ms: int = 0) -> None:
+        """Record a speaker's track; ``path`` must be inside the data directory."""
+        relative = self.layout.relative(path)
+        with self._tx() as db:
+            db.execute(
+                "INSERT OR REPLACE INTO tracks (meeting_id, user_id, path, started_ms)"
+                " VALUES (?, ?, ?, ?)",
+                (
+                    checked_id(meeting_id, "meeting id"),
+                    checked_id(user_id, "user id"),
+                    relative,
+                    started_ms,
+                ),
+            )
+
+    def end_track(self, meeting_id: int, user_id: int, ended_ms: int) -> None:
+        """Record where a track ends on the meeting clock."""
+        with self._tx() as db:
+            db.execute(
+                "UPDATE tracks SET ended_ms = ? WHERE meeting_id = ? AND user_id = ?",
+                (ended_ms, checked_id(meeting_id, "meeting id"), checked_id(user_id, "user id")),
+            )
+
+    def remove_track(self, meeting_id: int, user_id: int) -> None:
+        """Forget a track (its file is the caller's to delete): an opt-out."""
+        with self._tx() as db:
+            db.execute(
+                "DELETE FROM tracks WHERE meeting_id = ? AND user_id = ?",
+                (checked_id(meeting_id, "meeting id"), checked_id(user_id, "user id")),
+            )
+
+    def add_events(self, meeting_id: int, events: Iterable[TimelineEvent]) -> None:
+        """Append timeline events, in one transaction."""
+        mid = checked_id(meeting_id, "meeting id")
+        rows = []
+        for e in events:
+            if e.kind not in EVENT_KINDS:
+                raise RecordingError(f"unknown timeline event kind {e.kind!r}")
+            rows.append((mid, e.user_id, e.kind, e.at_ms, e.count, e.detail))
+        if not rows:
+            return
+        with self._tx() as db:
+            db.executemany(
+                "INSERT INTO events (meeting_id, user_id, kind, at_ms, count, detail)"
+                " VALUES (?, ?, ?, ?, ?, ?)",
+                rows,
+            )
+
+    def mark_gap(
+        self, meeting_id: int, user_id: int | None, at_ms: int | None, count: int, reason: str
+    ) -> None:
+        """One gap (missing packets, or a reconnect when ``reason`` is ``reconnect``)."""
+        self.add_events(meeting_id, [TimelineEvent("gap", user_id, at_ms, count, reason)])
+
+    def set_status(self, meeting_id: int, status: str, *, at: float, detail: str = "") -> None:
+        """Move a meeting to ``status`` (see :data:`TRANSITIONS`); logged with ``at``.
+
+        Leaving ``recording`` sets ``stopped_at`` to ``at``.
+        """
+        if status not in STATUSES:
+            raise RecordingError(f"unknown meeting status {status!r}")
+        mid = checked_id(meeting_id, "meeting id")
+        with self._tx() as db:
+            row = db.execute("SELECT status FROM meetings WHERE id = ?", (mid,)).fetchone()
+            if row is None:
+                raise RecordingError(f"no meeting {mid}")
+            if status not in TRANSITIONS[row[0]]:
+                raise RecordingError(f"meeting {mid} cannot go from {row[0]} to {status}")
+            db.execute(
+                "UPDATE meetings SET status = ?, status_detail = ?,"
+                " stopped_at = CASE WHEN status = 'recording' THEN ? ELSE stopped_at END"
+                " WHERE id = ?",
+                (status, detail, at, mid),
+            )
+            db.execute(
+                "INSERT INTO status_log (meeting_id, status, at, detail) VALUES (?, ?, ?, ?)",
+                (mid, status, at, detail),
+            )
+
+    # -- reading ---------------------------------------------------------------------
+
+    def list_meetings(self, status: str | None = None, limit: int | None = None) -> list[Meeting]:
+        """Meetings, newest first, optionally only those in ``status``."""
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT id, guild_id, channel_id, channel_name, started_by, started_at,"
+                " stopped_at, status, status_detail FROM meetings"
+                " WHERE (?1 IS NULL OR status = ?1) ORDER BY started_at DESC, id DESC LIMIT ?2",
+                (status, -1 if limit is None else int(limit)),
+            ).fetchall()
+        return [Meeting(*row) for row in rows]
+
+    def get_meeting(self, meeting_id: int) -> Meeting:
+        """A meeting with its speakers, tracks and events; RecordingError if unknown."""
+        mid = checked_id(meeting_id, "meeting id")
+        with self._lock:
+            row = self._db.execute(
+                "SELECT id, guild_id, channel_id, channel_name, started_by, started_at,"
+                " stopped_at, status, status_detail FROM meetings WHERE id = ?",
+                (mid,),
+            ).fetchone()
+            if row is None:
+                raise RecordingError(f"no meeting {mid}")
+            meeting = Meeting(*row)
+            meeting.speakers.extend(
+                Speaker(*r)
+                for r in self._db.execute(
+                    "SELECT user_id, display_name, joined_ms FROM speakers"
+                    " WHERE meeting_id = ? ORDER BY joined_ms, user_id",
+                    (mid,),
+                )
+            )
+            meeting.tracks.extend(
+                TrackRow(uid, self.layout.resolve_stored(path), started, ended)
+                for uid, path, started, ended in self._db.execute(
+                    "SELECT user_id, path, started_ms, ended_ms FROM tracks"
+                    " WHERE meeting_id = ? ORDER BY user_id",
+                    (mid,),
+                )
+            )
+            meeting.events.extend(
+                TimelineEvent(kind, uid, at, count, detail)
+                for uid, kind, at, count, detail in self._db.execute(
+                    "SELECT user_id, kind, at_ms, count, detail FROM events"
+                    " WHERE meeting_id = ? ORDER BY id",
+                    (mid,),
+                )
+            )
+        return meeting
+
+    def status_history(self, meeting_id: int) -> list[tuple[str, float, str]]:
+        """(status, at, detail) of every status change, oldest first."""
+        with self._lock:
+            return [
+                (s, at, d)
+                for s, at, d in self._db.execute(
+                    "SELECT status, at, detail FROM status_log WHERE meeting_id = ? ORDER BY rowid",
+                    (checked_id(meeting_id, "meeting id"),),
+                )
+            ]
+
+    # -- deleting --------------------------------------------------------------------
+
+    def delete_meeting(self, meeting_id: int) -> bool:
+        """Remove a meeting's folder (audio and anything else in it), then its rows.
+
+        Files go first: if they cannot be removed, the rows stay so that a retry finds
+        them. The folder is derived from the id, never from a stored path. False if the
+        meeting was unknown.
+        """
+        mid = checked_id(meeting_id, "meeting id")
+        folder = self.layout.meeting_dir(mid)
+        with self._lock:
+            known = self._db.execute("SELECT 1 FROM meetings WHERE id = ?", (mid,)).fetchone()
+            if known is None and not folder.exists():
+                return False
+            try:
+                if folder.is_symlink():
+                    folder.unlink()
+                elif folder.exists():
+                    shutil.rmtree(folder)
+            except OSError as exc:
+                raise RecordingError(f"cannot delete meeting {mid}'s files: {exc}") from exc
+            with self._tx() as db:
+                db.execute("DELETE FROM meetings WHERE id = ?", (mid,))
+        return known is not None
+
+    def apply_retention(self, days: float, now: float) -> list[int]:
+        """Delete meetings older than ``days`` (by stop time, else start time).
+
+        ``days <= 0`` keeps everything. Meetings still ``recording`` or ``transcribing``
+        get :data:`ACTIVE_GRACE_S` more. Returns the ids deleted.
+        """
+        if days <= 0:
+            return []
+        cutoff = now - days * 86_400.0
+        with self._lock:
+            ids = [
+                int(r[0])
+                for r in self._db.execute(
+                    "SELECT id FROM meetings WHERE COALESCE(stopped_at, started_at) < ?"
+                    " AND (status IN ('done', 'failed') OR"
+                    " COALESCE(stopped_at, started_at) < ?) ORDER BY id",
+                    (cutoff, cutoff - ACTIVE_GRACE_S),
+                )
+            ]
+        for mid in ids:
+            self.delete_meeting(mid)
+        return ids

@@ -1,0 +1,299 @@
+"""The production :class:`~notetaker.sink.AudioSink`: one Ogg Opus track per speaker.
+
+Frames are routed to per-user :class:`~notetaker.recorder.track.Track` objects, which
+place them on the meeting clock and page them out. The recorder adds the wall-clock side
+(flushing partial pages of speakers who went quiet), the timeline (gaps, reconnects,
+re-anchors, opt-outs) and the session index rows. A reconnect continues the same tracks;
+its gap becomes silence and a ``reconnect`` event.
+
+Nothing here blocks the receive loop for long: per packet it is a TOC lookup, a few
+integer operations and a list append; a page write (about 1 s of audio) is one buffered
+``write`` + ``flush``. Write errors are counted and recorded as ``error`` events, and the
+affected track stops; they never propagate into the receive loop.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from notetaker.errors import RecordingError
+from notetaker.recorder.index import MeetingIndex
+from notetaker.recorder.paths import DataLayout, checked_id
+from notetaker.recorder.timeline import TimelineEvent
+from notetaker.recorder.track import RecorderConfig, Track
+from notetaker.sink import SAMPLE_RATE, AudioFrame, AudioSink, Gap
+
+#: Events kept in memory for inspection (the index keeps all of them).
+RECENT_EVENTS = 10_000
+
+
+@dataclass(frozen=True, slots=True)
+class TrackStats:
+    """Counters of one speaker's track."""
+
+    user_id: int
+    packets: int
+    silence_packets: int
+    dropped: int
+    lost: int
+    reanchors: int
+    written_ms: int
+    flushed_ms: int
+
+
+class Recorder(AudioSink):
+    """Records a meeting under ``layout`` as ``meetings/<meeting_id>/<user_id>.opus``.
+
+    ``started_at`` is the meeting start on the clock of :attr:`AudioFrame.arrival`
+    (monotonic seconds; default: ``clock()`` now). With an ``index``, speakers, tracks
+    and events are written to it as they happen (events in batches, at each flush
+    interval). ``display_name`` maps a user id to the name to record for them. Call
+    :meth:`tick` about once a second so that a partial page of a speaker who went quiet
+    is flushed even while nobody talks.
+    """
+
+    wants_pcm = False
+
+    def __init__(
+        self,
+        layout: DataLayout,
+        meeting_id: int,
+        *,
+        started_at: float | None = None,
+        config: RecorderConfig | None = None,
+        index: MeetingIndex | None = None,
+        display_name: Callable[[int], str | None] | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.layout = layout
+        self.meeting_id = checked_id(meeting_id, "meeting id")
+        self.config = config or RecorderConfig()
+        self.index = index
+        self._clock = clock
+        self.started_at = clock() if started_at is None else started_at
+        self._display_name = display_name
+        self.directory = layout.meeting_dir(self.meeting_id)
+        try:
+            self.directory.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise RecordingError(f"cannot create {self.directory}: {exc}") from exc
+        self._lock = threading.Lock()
+        self._tracks: dict[int, Track] = {}
+        self._ignored: set[int] = set()
+        self._pending: list[TimelineEvent] = []
+        self.events: deque[TimelineEvent] = deque(maxlen=RECENT_EVENTS)
+        self._interval = self.config.flush_interval_s
+        # Sweeping twice per interval keeps a partial page's wait under 1.5 intervals.
+        self._sweep_every = self._interval / 2
+        self._next_sweep = self.started_at + self._sweep_every
+        self.closed = False
+        self.errors = 0
+        self.index_errors = 0
+        self.dropped_after_close = 0
+
+    # -- the sink ---------------------------------------------------------------------
+
+    def write(self, frame: AudioFrame) -> None:
+        """Place one frame in its speaker's track; opens the track on first sight."""
+        with self._lock:
+            track = self._tracks.get(frame.user_id)
+            if track is None:
+                if self.closed:
+                    self.dropped_after_close += 1
+                    return
+                track = self._open(frame.user_id)
+                if track is None:
+                    return
+            if not track.closed:
+                try:
+                    track.write(frame.rtp_timestamp, frame.arrival, frame.opus, frame.ssrc)
+                except (OSError, RecordingError) as exc:
+                    self._fail(track, exc)
+                if track.events:
+                    self._take_events(track)
+            if frame.arrival >= self._next_sweep:
+                self._sweep(frame.arrival)
+
+    def gap(self, gap: Gap) -> None:
+        """Mark missing packets; a ``reconnect`` gap re-anchors the speaker's RTP clock."""
+        with self._lock:
+            track = self._tracks.get(gap.user_id)
+            at_ms = None
+            if track is not None:
+                track.lost += gap.count
+                at_ms = track.granule * 1000 // SAMPLE_RATE
+                if gap.reason == "reconnect":
+                    track.reanchor("reconnect")
+            self._emit(TimelineEvent("gap", gap.user_id, at_ms, gap.count, gap.reason))
+
+    def close(self) -> None:
+        """End every track (end-of-stream page), record where each ends, flush events."""
+        self.close_at()
+
+    def close_at(self, at: float | None = None) -> None:
+        """:meth:`close`, with the capture's end on the meeting's clock (default: now)."""
+        with self._lock:
+            if self.closed:
+                return
+            self.closed = True
+            end = self._clock() if at is None else at
+            for track in self._tracks.values():
+                if not track.closed:
+                    try:
+                        track.close()
+                    except OSError as exc:
+                        self._fail(track, exc)
+                if self.index is not None:
+                    self._index_call(
+                        self.index.end_track,
+                        self.meeting_id,
+                        track.user_id,
+                        track.granule * 1000 // SAMPLE_RATE,
+                    )
+            self._emit(TimelineEvent("close", None, self._ms(end)))
+            self._write_events()
+
+    # -- what the bot tells the recorder ------------------------------------------------
+
+    def mark_reconnect(self, dropped_at: float, resumed_at: float, detail: str = "") -> None:
+        """The voice connection dropped at ``dropped_at`` and was back at ``resumed_at``.
+
+        Tracks continue; every speaker's next packet is placed by its arrival time,
+        because the new connection may bring new SSRCs and RTP bases.
+        """
+        with self._lock:
+            for track in self._tracks.values():
+                track.reanchor("reconnect")
+            length_ms = max(0, round((resumed_at - dropped_at) * 1000))
+            self._emit(TimelineEvent("reconnect", None, self._ms(dropped_at), length_ms, detail))
+
+    def opt_out(self, user_id: int, at: float, *, delete: bool = True) -> None:
+        """Stop recording ``user_id`` for the rest of the meeting.
+
+        With ``delete`` their track file and track row are removed too.
+        """
+        uid = checked_id(user_id, "user id")
+        with self._lock:
+            self._ignored.add(uid)
+            track = self._tracks.get(uid)
+            if track is not None:
+                with contextlib.suppress(OSError):
+                    track.close()
+                if delete:
+                    with contextlib.suppress(FileNotFoundError):
+                        track.path.unlink()
+                    if self.index is not None:
+                        self._index_call(self.index.remove_track, self.meeting_id, uid)
+            self._emit(TimelineEvent("opt_out", uid, self._ms(at), 0, "deleted" if delete else ""))
+            self._write_events()
+
+    def tick(self, now: float | None = None) -> None:
+        """Flush partial pages that waited a flush interval, and pending events."""
+        with self._lock:
+            if not self.closed:
+                self._sweep(self._clock() if now is None else now)
+
+    # -- inspection ---------------------------------------------------------------------
+
+    def stats(self) -> dict[int, TrackStats]:
+        """Counters per speaker."""
+        with self._lock:
+            return {
+                uid: TrackStats(
+                    uid,
+                    t.packets,
+                    t.silence_packets,
+                    t.dropped,
+                    t.lost,
+                    t.reanchors,
+                    t.granule * 1000 // SAMPLE_RATE,
+                    t.flushed_granule * 1000 // SAMPLE_RATE,
+                )
+                for uid, t in self._tracks.items()
+            }
+
+    def track_paths(self) -> dict[int, str]:
+        """Each speaker's track file."""
+        with self._lock:
+            return {uid: str(t.path) for uid, t in self._tracks.items()}
+
+    # -- internals ------------------------------------------------------------------------
+
+    def _ms(self, at: float) -> int:
+        return max(0, round((at - self.started_at) * 1000))
+
+    def _open(self, user_id: int) -> Track | None:
+        if user_id in self._ignored:
+            return None
+        try:
+            path = self.layout.track_path(self.meeting_id, user_id)
+            track = Track(
+                path,
+                user_id=user_id,
+                meeting_start=self.started_at,
+                config=self.config,
+                comments=[f"NOTETAKER_MEETING={self.meeting_id}", f"NOTETAKER_USER={user_id}"],
+            )
+        except (OSError, RecordingError) as exc:
+            self._ignored.add(user_id)
+            self.errors += 1
+            self._emit(TimelineEvent("error", user_id, None, 0, f"cannot open track: {exc}"))
+            return None
+        self._tracks[user_id] = track
+        if self.index is not None:
+            # The speaker row follows with the join event, which knows the offset.
+            self._index_call(self.index.add_track, self.meeting_id, user_id, path)
+        return track
+
+    def _fail(self, track: Track, exc: Exception) -> None:
+        self.errors += 1
+        with contextlib.suppress(OSError):
+            track.close()
+        at_ms = track.granule * 1000 // SAMPLE_RATE
+        self._emit(TimelineEvent("error", track.user_id, at_ms, 0, f"track stopped: {exc}"))
+
+    def _take_events(self, track: Track) -> None:
+        for event in track.events:
+            self._emit(event)
+            if event.kind == "join" and self.index is not None:
+                name = (self._display_name(track.user_id) if self._display_name else None) or ""
+                self._index_call(
+                    self.index.add_speaker, self.meeting_id, track.user_id, name, event.at_ms
+                )
+        track.events.clear()
+
+    def _emit(self, event: TimelineEvent) -> None:
+        self.events.append(event)
+        if self.index is not None:
+            self._pending.append(event)
+            if len(self._pending) > RECENT_EVENTS:  # the index is failing: keep the newest
+                del self._pending[: len(self._pending) - RECENT_EVENTS]
+
+    def _sweep(self, now: float) -> None:
+        self._next_sweep = now + self._sweep_every
+        for track in self._tracks.values():
+            if track.pending_since is not None and not track.closed:
+                try:
+                    track.flush_due(now, self._interval)
+                except OSError as exc:
+                    self._fail(track, exc)
+        self._write_events()
+
+    def _write_events(self) -> None:
+        if self.index is None or not self._pending:
+            return
+        if self._index_call(self.index.add_events, self.meeting_id, self._pending):
+            self._pending = []
+
+    def _index_call(self, fn: Callable[..., None], *args: object) -> bool:
+        try:
+            fn(*args)
+        except RecordingError:
+            self.index_errors += 1
+            return False
+        return True

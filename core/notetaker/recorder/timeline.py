@@ -1,0 +1,29 @@
+"""What happened during a meeting, on the meeting clock (ms since the meeting start)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Final
+
+#: Event kinds the index accepts.
+#:
+#: ``join``: a speaker's first packet; ``gap``: packets that never came (``detail`` is
+#: the :class:`~notetaker.sink.Gap` reason, ``count`` how many); ``reanchor``: a track's
+#: RTP clock was re-anchored on arrival time (``detail`` says why, ``count`` is the
+#: silence inserted in ms); ``reconnect``: the voice connection dropped and came back
+#: (``count`` is its length in ms); ``opt_out``: a speaker withdrew consent; ``error``:
+#: a track could not be written; ``close``: capture ended.
+EVENT_KINDS: Final = frozenset(
+    {"join", "gap", "reanchor", "reconnect", "opt_out", "error", "close"}
+)
+
+
+@dataclass(frozen=True, slots=True)
+class TimelineEvent:
+    """One thing that happened. ``at_ms`` is None when the time is unknown."""
+
+    kind: str
+    user_id: int | None
+    at_ms: int | None
+    count: int = 0
+    detail: str = ""
