@@ -70,7 +70,7 @@ def typecheck(session: nox.Session) -> None:
 def tests(session: nox.Session) -> None:
     """Core, simulator and transcriber tests in an environment with NO Discord library."""
     session.install(
-        *TEST_DEPS, "-e", "./core", "-e", "./simulator", "-e", "./transcribe[models]"
+        *TEST_DEPS, "-e", "./core", "-e", "./simulator[media]", "-e", "./transcribe[models]"
     )
     session.run(
         "python",
@@ -155,6 +155,6 @@ def whisperx(session: nox.Session) -> None:
 @nox.session(python="3.11")
 def bench(session: nox.Session) -> None:
     """Benchmarks: print figures (no pass/fail)."""
-    session.install("-e", "./core", "-e", "./simulator", "av>=12", "numpy")
+    session.install("-e", "./core", "-e", "./simulator[media]", "av>=12", "numpy")
     for script in sorted(Path("bench").glob("bench_*.py")):
         session.run("python", str(script), *session.posargs)

@@ -1,14 +1,18 @@
 """Fixtures for the suites that run in every backend's nox environment.
 
 ``NOTETAKER_TEST_BACKEND`` names the backend installed in the environment (set by the
-``backend`` nox sessions); the suites below are written once and run unchanged against
-each of them.
+``backend`` nox sessions); the suites are written once and run unchanged against each.
+A test picks the simulator's scenario with ``@pytest.mark.parametrize("scenario", [...],
+indirect=True)`` (default ``modern``) and its scripted speakers the same way.
 """
 
 from __future__ import annotations
 
 import importlib
+import math
 import os
+import struct
+import wave
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,9 +22,6 @@ import pytest
 
 BACKEND = os.environ.get("NOTETAKER_TEST_BACKEND")
 MANAGE_GUILD = 1 << 5
-
-# discordsim.testing module per backend name.
-_SIM_HELPER = {"discordpy": "discordpy", "pycord": "pycord", "nextcord": "nextcord"}
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
@@ -33,14 +34,56 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         item.add_marker(skip)
 
 
+def tone(path: Path, hz: float, seconds: float) -> Path:
+    """A steady stereo tone (no pauses), so every frame is sent."""
+    rate = 48_000
+    with wave.open(str(path), "wb") as out:
+        out.setnchannels(2)
+        out.setsampwidth(2)
+        out.setframerate(rate)
+        frames = (
+            int(8000 * math.sin(2 * math.pi * hz * i / rate)) for i in range(int(rate * seconds))
+        )
+        out.writeframes(b"".join(struct.pack("<hh", s, s) for s in frames))
+    return path
+
+
 @dataclass
 class Running:
-    """A simulator with the backend's bot logged in to it."""
+    """A simulator (main + voice) with the backend's bot logged in to it."""
 
     sim: Any
+    voice: Any
     backend: Any
-    organiser: Any  #: a member allowed to start notes
+    meetings: Any  #: the CaptureMeetings factory the bot records into
+    organiser: Any  #: a member allowed to start notes, sitting in the voice channel
     guest: Any  #: a member without the permission
+    outsider: Any  #: a member allowed to start notes, not in any voice channel
+    speakers: list[Any]  #: scripted participants' users
+
+    @property
+    def bot(self) -> Any:
+        return self.backend.bot
+
+    def guild_state(self) -> Any:
+        return self.bot.guilds.get(self.sim.world.guild_id)
+
+
+@pytest.fixture
+def scenario(request: pytest.FixtureRequest) -> str:
+    return str(getattr(request, "param", "modern"))
+
+
+@pytest.fixture
+def speakers(request: pytest.FixtureRequest, tmp_path: Path) -> list[Any]:
+    """Scripted participants: by default bob and carol, two seconds of tone each."""
+    from discordsim.voice.participants import ParticipantSpec
+
+    seconds = float(getattr(request, "param", 2.0))
+    return [
+        ParticipantSpec("bob", tone(tmp_path / "bob.wav", 330, seconds), speak_after=0.3),
+        ParticipantSpec("carol", tone(tmp_path / "carol.wav", 550, seconds), speak_after=0.6),
+    ]
 
 
 @pytest.fixture
@@ -56,19 +99,48 @@ def settings(tmp_path: Path) -> Any:
 
 
 @pytest.fixture
-async def running(settings: Any) -> AsyncIterator[Running]:
+async def running(settings: Any, scenario: str, speakers: list[Any]) -> AsyncIterator[Running]:
     from discordsim.app import Simulator
-    from discordsim.world import World
+    from discordsim.tls import TestCA
+    from discordsim.voice.server import VoiceServer
+    from discordsim.world import VoiceStateRec, World
     from notetaker import plugins
+    from notetaker.fakes import CaptureMeetings
 
     world = World.default()
     organiser = world.user("alice")
-    role = world.add_role("organisers", MANAGE_GUILD)
-    world.give_role(organiser, role)
+    organisers = world.add_role("organisers", MANAGE_GUILD)
+    world.give_role(organiser, organisers)
+    outsider = world.add_user("dana")
+    world.give_role(outsider, organisers)
+    world.voice_states[organiser.id] = VoiceStateRec(
+        organiser.id, world.voice_channel.id, "alice-sess"
+    )
     guest = world.add_user("guest")
-    helper = importlib.import_module(f"discordsim.testing.{_SIM_HELPER[BACKEND or '']}")
+    for spec in speakers:
+        world.add_user(spec.name)
+    helper = importlib.import_module(f"discordsim.testing.{BACKEND}")
     spec = plugins.load().backend(BACKEND or "")
-    async with Simulator(world) as sim:
-        backend = spec.factory(settings)
+    ca = TestCA()
+    meetings = CaptureMeetings()
+    async with (
+        Simulator(world, lifetime=300) as sim,
+        VoiceServer(sim.world, scenario, record=sim.record, tls=ca, max_lifetime_s=300) as voice,
+    ):
+        for participant in speakers:
+            voice.add_participant(participant)
+        backend = spec.factory(settings, meetings=meetings, voice_ssl=ca.client_context())
         async with helper.logged_in(sim, backend.client):
-            yield Running(sim, backend, organiser, guest)
+            try:
+                yield Running(
+                    sim,
+                    voice,
+                    backend,
+                    meetings,
+                    organiser,
+                    guest,
+                    outsider,
+                    [world.user(s.name) for s in speakers],
+                )
+            finally:
+                await backend.close()

@@ -82,6 +82,8 @@ def make_engine_protocol(base: type) -> type:
 
     class EngineVoiceProtocol(base):  # type: ignore[misc]
         listener: VoiceStateListener | None = None
+        self_mute = False
+        self_deaf = False
 
         async def on_voice_state_update(self, data: Any, /) -> None:
             if self.listener is not None:
@@ -96,13 +98,12 @@ def make_engine_protocol(base: type) -> type:
             *,
             timeout: float,  # noqa: ASYNC109 - the library's VoiceProtocol signature
             reconnect: bool,
-            self_deaf: bool = False,
-            self_mute: bool = False,
             **_: Any,
         ) -> None:
             # Only op 4: the engine runs the voice handshake itself, driven by the supervisor.
+            # Mute/deaf come from the adapter: not every library's connect() passes them on.
             await self.channel.guild.change_voice_state(
-                channel=self.channel, self_mute=self_mute, self_deaf=self_deaf
+                channel=self.channel, self_mute=self.self_mute, self_deaf=self.self_deaf
             )
 
         async def disconnect(self, *, force: bool = False) -> None:
@@ -166,10 +167,11 @@ class LibraryVoiceAdapter(GatewayAdapter):
         def build(client: Any, connectable: Any) -> Any:
             proto = cls(client, connectable)
             proto.listener = listener
+            proto.self_mute, proto.self_deaf = self_mute, self_deaf
             return proto
 
         # The library registers the protocol, then calls its connect(), which sends op 4.
-        await channel.connect(cls=build, reconnect=False, self_mute=self_mute, self_deaf=self_deaf)
+        await channel.connect(cls=build, reconnect=False)
 
     async def drop_foreign_client(self, guild: Any) -> None:
         """Disconnect a voice client of this guild that is not ours (a stale native one)."""

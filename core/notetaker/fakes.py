@@ -20,14 +20,14 @@ from __future__ import annotations
 
 import asyncio
 from collections import deque
-from collections.abc import Collection
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from typing import Any
 
 from notetaker.clock import Clock, FakeClock
 from notetaker.errors import VoiceClosed, VoiceTimeout
 from notetaker.session import Closed, LinkInfo, ServerUpdate, VoiceEvent, VoiceLink, VoiceState
-from notetaker.sink import AudioSink
+from notetaker.sink import AudioFrame, AudioSink, CaptureSink
 from notetaker.supervisor import Supervisor
 
 DEFAULT_ENDPOINT = "fake-1.discord.media:2087"
@@ -270,3 +270,89 @@ async def run_until(
             raise AssertionError(f"stuck in {session.state} with no timer pending")
         clock.advance_to_next()
     raise AssertionError(f"not in {sorted(s.value for s in wanted)} after {max_steps} timers")
+
+
+class _SignallingSink(CaptureSink):
+    """A capture sink that wakes waiters in its event loop on every write."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._loop = asyncio.get_running_loop()
+        self._changed = asyncio.Event()
+
+    def write(self, frame: AudioFrame) -> None:
+        super().write(frame)
+        self._loop.call_soon_threadsafe(self._changed.set)
+
+    async def until(self, done: Callable[[], bool], timeout: float) -> None:  # noqa: ASYNC109
+        async with asyncio.timeout(timeout):
+            while not done():
+                self._changed.clear()
+                await self._changed.wait()
+
+
+class CaptureMeeting:
+    """A public stand-in for :class:`notetaker.meeting.RecordedMeeting`: keeps frames in a
+    :class:`~notetaker.sink.CaptureSink` and "finishes" without transcribing, so backend
+    tests can check capture without a model. The real meeting has its own tests."""
+
+    def __init__(self, meeting_id: int, started_by: Any, opted_out: Collection[str]) -> None:
+        import time
+
+        self.meeting_id = meeting_id
+        self.started_by = started_by
+        self.started_at = time.time()
+        self.capture = _SignallingSink()
+        self.sink: AudioSink = self.capture
+        self.opted_out = list(opted_out)
+        self.discarded: list[int] = []
+        self.reconnects: list[tuple[float, float]] = []
+        self.finished = False
+
+    def speakers(self) -> dict[int, str]:
+        return {uid: str(uid) for uid in self.capture.by_user()}
+
+    def discard_user(self, user_id: int) -> None:
+        self.discarded.append(user_id)
+        with self.capture._lock:
+            self.capture.frames = [f for f in self.capture.frames if f.user_id != user_id]
+
+    def mark_reconnect(self, start: float, end: float) -> None:
+        self.reconnects.append((start, end))
+
+    async def wait_for_speakers(self, user_ids: Collection[int], timeout: float = 20.0) -> None:  # noqa: ASYNC109
+        """Return once every one of ``user_ids`` has frames in the capture."""
+        await self.capture.until(lambda: set(user_ids) <= set(self.capture.by_user()), timeout)
+
+    async def finish(self, progress: Any) -> Any:
+        from notetaker.bot import NotesResult
+
+        self.capture.close()
+        self.finished = True
+        counts = {uid: len(frames) for uid, frames in self.capture.by_user().items()}
+        text = f"captured meeting {self.meeting_id}: " + ", ".join(
+            f"<@{uid}> {n} frames" for uid, n in sorted(counts.items())
+        )
+        return NotesResult(markdown=text, summary=text, files=())
+
+
+@dataclass
+class CaptureMeetings:
+    """A meeting factory for the bot that makes :class:`CaptureMeeting` objects."""
+
+    made: list[CaptureMeeting] | None = None
+
+    def __call__(
+        self,
+        *,
+        guild_id: int,
+        voice_channel_id: int,
+        text_channel_id: int,
+        started_by: Any,
+        opted_out: Collection[str],
+    ) -> CaptureMeeting:
+        if self.made is None:
+            self.made = []
+        meeting = CaptureMeeting(len(self.made) + 1, started_by, opted_out)
+        self.made.append(meeting)
+        return meeting

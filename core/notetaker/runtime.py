@@ -26,9 +26,11 @@ from notetaker.bridge import (
 )
 from notetaker.config import Settings
 from notetaker.consent import ConsentStore
+from notetaker.errors import VoiceError
 from notetaker.policy import ReconnectPolicy
 from notetaker.session import VoiceLink, VoiceSession
 from notetaker.supervisor import Supervisor
+from notetaker.voice.gateway import DaveHandler, VoiceCredentials
 
 log = logging.getLogger(__name__)
 
@@ -42,6 +44,15 @@ class LibraryKit:
     voice_protocol: type  #: the library's VoiceProtocol base class
     file_cls: type  #: the library's File class
     native_voice_client: type | None = None  #: the library's own VoiceClient
+
+
+def dave_handler(creds: VoiceCredentials) -> DaveHandler:
+    """The engine's DAVE member for one voice session (DAVE protocol version 1)."""
+    from notetaker.voice.dave import DaveProtocolHandler
+
+    if creds.channel_id is None:
+        raise VoiceError("DAVE needs the voice channel id, and the voice state has none")
+    return DaveProtocolHandler(creds.user_id, creds.channel_id)
 
 
 class LibraryBackend(ABC):
@@ -110,6 +121,8 @@ class LibraryBackend(ABC):
                 guild_id=guild_id,
                 user_id=int(self.client.user.id),
                 ssl_context=self.voice_ssl,
+                dave=dave_handler,
+                library=f"{self.kit.distribution} {self.kit.version}",
             )
             adapter.attach(link)
         else:

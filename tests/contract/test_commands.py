@@ -46,7 +46,7 @@ async def test_member_without_permission_is_refused_clearly(running: Any) -> Non
 
 
 async def test_permitted_member_not_in_voice_is_told_what_to_do(running: Any) -> None:
-    inv = await running.sim.invoke("startnotes", user=running.organiser)
+    inv = await running.sim.invoke("startnotes", user=running.outsider)
     answer = await inv.wait(lambda r: "voice channel first" in _text(r))
     assert "Join a voice channel first" in _text(answer)
 

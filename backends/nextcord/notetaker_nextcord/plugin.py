@@ -8,10 +8,10 @@ from notetaker.hookspecs import hookimpl
 from notetaker.registry import BackendSpec, Registry
 
 
-def _create(settings: Any) -> Any:
+def _create(settings: Any, **kwargs: Any) -> Any:
     from notetaker_nextcord.backend import create
 
-    return create(settings)
+    return create(settings, **kwargs)
 
 
 @hookimpl

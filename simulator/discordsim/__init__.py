@@ -1,0 +1,1 @@
+"""discordsim: a Discord in a box on loopback, for testing bots offline."""
