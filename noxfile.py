@@ -102,7 +102,7 @@ def _run_backend(session: nox.Session, name: str, version: str) -> None:
         # core and the backend install as a user installs them (not editable).
         "./core",
         "-e",
-        "./simulator",
+        "./simulator[media]",
         f"./backends/{name}",
         f"{DISTRIBUTION[name]}=={version}",
     )

@@ -77,12 +77,14 @@ class LibraryBackend(ABC):
         if consent is None:
             settings.data_dir.mkdir(parents=True, exist_ok=True)
             consent = ConsentStore(Path(settings.data_dir) / "index.sqlite3")
+        platform = LibraryPlatform(self.client, self.kit.file_cls, self.open_session)
         if meetings is None:
             from notetaker.meeting import MeetingRecorderFactory
 
-            meetings = MeetingRecorderFactory(settings)
+            # Speakers are named as the guild shows them when they first speak.
+            meetings = MeetingRecorderFactory(settings, display_name=platform.display_name)
         self.bot = NotetakerBot(
-            LibraryPlatform(self.client, self.kit.file_cls, self.open_session),
+            platform,
             settings,
             consent=consent,
             meetings=meetings,
