@@ -24,7 +24,7 @@ from notetaker.recorder.paths import DataLayout
 from notetaker.recorder.recorder import Recorder
 from notetaker.recorder.timeline import TimelineEvent
 from notetaker.sink import AudioSink
-from notetaker.transcript import TrackInput, Transcriber, transcribe_tracks
+from notetaker.transcript import Segment, TrackInput, Transcriber, Word, transcribe_tracks
 
 log = logging.getLogger(__name__)
 
@@ -32,6 +32,33 @@ log = logging.getLogger(__name__)
 FRAME_MS = 20
 #: How often partial pages of quiet speakers are flushed while recording.
 TICK_SECONDS = 1.0
+#: A silence this long inside one segment starts a new transcript line.
+PAUSE_SPLIT_S = 2.0
+
+
+def split_at_pauses(segments: Sequence[Segment], pause_s: float = PAUSE_SPLIT_S) -> list[Segment]:
+    """Split segments where the speaker paused for ``pause_s`` or more between words.
+
+    Whisper decodes a speaker's voice-activity chunks together and may return two turns
+    separated by other people's speech as one segment; left whole, such a segment puts
+    the later turn before what others said in between. Segments without word times
+    are kept as they are.
+    """
+    out: list[Segment] = []
+    for seg in segments:
+        runs: list[list[Word]] = []
+        for word in seg.words:
+            if runs and word.start - runs[-1][-1].end < pause_s:
+                runs[-1].append(word)
+            else:
+                runs.append([word])
+        if len(runs) < 2:
+            out.append(seg)
+            continue
+        for run in runs:
+            text = " ".join(w.text for w in run)
+            out.append(Segment(seg.user_id, run[0].start, run[-1].end, text, tuple(run)))
+    return sorted(out, key=lambda s: (s.start, s.end, s.user_id))
 
 
 def missing_spans(meeting: Meeting) -> list[MissingSpan]:
@@ -99,7 +126,7 @@ async def produce_notes(
     index.set_status(meeting_id, "transcribing", at=time.time())
     try:
         engine = transcriber or load_transcriber(settings)
-        segments = await transcribe_tracks(engine, tracks, progress)
+        segments = split_at_pauses(await transcribe_tracks(engine, tracks, progress))
     except Exception as exc:
         index.set_status(meeting_id, "failed", at=time.time(), detail=f"transcription: {exc}")
         raise
@@ -245,4 +272,5 @@ __all__ = [
     "TimelineEvent",
     "missing_spans",
     "produce_notes",
+    "split_at_pauses",
 ]

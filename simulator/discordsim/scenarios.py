@@ -51,6 +51,11 @@ class Scenario:
     enforce_latest_session: bool = False
     #: Close 4017 when Identify's ``max_dave_protocol_version`` is 0 or missing.
     require_dave: bool = False
+    #: Highest DAVE protocol version the server negotiates (0: transport encryption only,
+    #: as before DAVE launched in 2024-09). Every scripted participant is an MLS member.
+    max_dave_version: int = 1
+    #: How long the DAVE delivery service waits for op 23 before executing a transition.
+    dave_transition_timeout_s: float = 2.0
     #: Hello's heartbeat interval in milliseconds (emulators use 13750).
     heartbeat_interval_ms: float = 13750.0
     #: Close 4009 when no heartbeat arrives for this many intervals.
@@ -103,7 +108,8 @@ SCENARIOS: dict[str, Scenario] = _table(
     Scenario(
         "modern",
         "Discord as of 2026 without DAVE enforcement: v8, non-443 endpoint port, rtpsize "
-        "modes only (a discontinued mode such as xsalsa20_poly1305_lite gets 4016).",
+        "modes only (a discontinued mode such as xsalsa20_poly1305_lite gets 4016); DAVE "
+        "protocol version 1 with clients that offer it, transport-only with the others.",
     ),
     Scenario(
         "legacy-2024",
@@ -113,6 +119,7 @@ SCENARIOS: dict[str, Scenario] = _table(
         min_version=1,
         listen_443=True,
         strip_port_close=None,
+        max_dave_version=0,
     ),
     Scenario(
         "port-strip-4006",

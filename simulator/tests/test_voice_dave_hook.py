@@ -53,7 +53,8 @@ async def test_dave_strategy_negotiates_and_exchanges_binary_frames() -> None:
 
 
 async def test_transport_only_ignores_dave_ops_and_records_them() -> None:
-    async with simulator() as server:
+    # The default is the real delivery service now; this checks the transport-only one.
+    async with simulator(dave=TransportOnly()) as server:
         a = await join(server, dave=1)
         assert a.desc["dave_protocol_version"] == 0
         await a.client.send_binary(26, b"key-package")

@@ -211,8 +211,9 @@ async def test_dave_required_4017(dave: int | None) -> None:
 async def test_dave_required_lets_a_dave_client_in() -> None:
     async with simulator("dave-required-4017") as server:
         j = await join(server, dave=1)
-        # Transport-only delivery (DAVE lands later) still negotiates version 0.
-        assert j.desc["dave_protocol_version"] == 0
+        assert j.desc["dave_protocol_version"] == 1
+        # DAVE starts: the external sender (op 25) comes once the session is live.
+        assert (await j.client.recv(25))["binary"]
         await j.client.aclose()
 
 

@@ -1,13 +1,14 @@
 """Where the DAVE delivery service plugs into the voice server.
 
-DAVE (voice-protocol.md §5) is a later piece of work. Until then the voice server talks to
-a :class:`DaveDelivery` strategy at every point where DAVE acts, and the default strategy,
-:class:`TransportOnly`, negotiates ``dave_protocol_version: 0`` and passes frames through.
-A real delivery service implements the same protocol: it picks the version in
-:meth:`negotiate`, sends op 25 from :meth:`on_session_live` (only after op 4), handles the
-client's JSON ops 23/31 and binary ops 26/28 in :meth:`on_client_op`, adds and removes
-members in :meth:`on_member_join`/:meth:`on_member_leave` (after op 11, before any Add),
-and wraps each simulated participant's Opus frame in :meth:`outbound_frame`.
+The voice server talks to a :class:`DaveDelivery` strategy at every point where DAVE
+(voice-protocol.md §5) acts. The default is the real delivery service,
+:class:`discordsim.voice.dave_delivery.MlsDelivery`; :class:`TransportOnly` negotiates
+``dave_protocol_version: 0`` and passes frames through. A delivery service picks the
+version in :meth:`negotiate`, sends op 25 from :meth:`on_session_live` (only after op 4),
+handles the client's JSON ops 23/31 and binary ops 26/28 in :meth:`on_client_op`, adds and
+removes members in :meth:`on_member_join`/:meth:`on_member_leave` (after op 11, before any
+Add), forgets a client's session in :meth:`on_session_end`, and wraps each simulated
+participant's Opus frame in :meth:`outbound_frame`.
 """
 
 from __future__ import annotations
@@ -39,6 +40,9 @@ class DaveDelivery(Protocol):
     async def on_member_leave(self, session: VoiceSession, user_id: int) -> None:
         """``user_id`` left (op 13 already sent)."""
 
+    def on_session_end(self, session: VoiceSession) -> None:
+        """``session`` is gone for good (no resume): its user leaves the group."""
+
     def outbound_frame(self, session: VoiceSession, user_id: int, opus: bytes) -> bytes:
         """The frame ``user_id`` sends to ``session``, DAVE-encrypted if the session uses DAVE."""
 
@@ -62,6 +66,9 @@ class TransportOnly:
         return None
 
     async def on_member_leave(self, session: VoiceSession, user_id: int) -> None:
+        return None
+
+    def on_session_end(self, session: VoiceSession) -> None:
         return None
 
     def outbound_frame(self, session: VoiceSession, user_id: int, opus: bytes) -> bytes:

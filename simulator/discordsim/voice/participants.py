@@ -16,6 +16,7 @@ A script is a TOML file with one ``[[participant]]`` table per speaker::
     repeat = 1              # how many times to say it
     gap_s = 1.5             # pause between repetitions
     leave_at = 30.0         # optional: leave mid-call
+    corrupt_dave = false    # optional: corrupt its DAVE frames in flight
 """
 
 from __future__ import annotations
@@ -59,6 +60,8 @@ class ParticipantSpec:
     pause_threshold_db: float = -45.0
     #: silences at least this long become pauses (no packets)
     min_pause_s: float = 0.3
+    #: flip a byte of every DAVE-encrypted frame in flight (the receiver must reject them)
+    corrupt_dave: bool = False
 
 
 def load_script(path: Path) -> list[ParticipantSpec]:

@@ -38,7 +38,8 @@ from discordsim.record import Record, fingerprint
 from discordsim.scenarios import SCENARIOS, Scenario
 from discordsim.tls import TestCA
 from discordsim.voice.crypto import SILENCE_FRAME, audio_level_extension, rtp_header
-from discordsim.voice.dave import DaveDelivery, TransportOnly
+from discordsim.voice.dave import DaveDelivery
+from discordsim.voice.dave_delivery import MlsDelivery
 from discordsim.voice.gateway import CloseConnection, VoiceSession, serve_connection
 from discordsim.voice.participants import Participant, ParticipantSpec
 from discordsim.voice.udp import LossModel, MediaProtocol
@@ -102,7 +103,10 @@ class VoiceServer:
         self.record = record if record is not None else Record()
         self.host = host
         self.tls = tls or TestCA()
-        self.dave: DaveDelivery = dave or TransportOnly()
+        self.dave: DaveDelivery = dave or MlsDelivery(
+            max_version=self.scenario.max_dave_version,
+            transition_timeout=self.scenario.dave_transition_timeout_s,
+        )
         self.listen_443 = self.scenario.listen_443 if listen_443 is None else listen_443
         self.max_lifetime_s = max_lifetime_s
         self.autostart_participants = autostart_participants
@@ -349,6 +353,7 @@ class VoiceServer:
         self.sessions.pop(session.conn_id, None)
         self._by_ssrc.pop(session.ssrc, None)
         self.record.add("voice.session_end", conn=session.conn_id, user_id=session.user_id)
+        self.dave.on_session_end(session)
         for other in self._live_in(session.channel_id, exclude=session.user_id):
             if session.user_id in other.known_users:
                 self._spawn(self._tell_leave(other, session.user_id))
