@@ -27,6 +27,7 @@ from notetaker.bridge import (
 from notetaker.config import Settings
 from notetaker.consent import ConsentStore
 from notetaker.errors import VoiceError
+from notetaker.libraries import installed_version
 from notetaker.policy import ReconnectPolicy
 from notetaker.session import VoiceLink, VoiceSession
 from notetaker.supervisor import Supervisor
@@ -44,6 +45,18 @@ class LibraryKit:
     voice_protocol: type  #: the library's VoiceProtocol base class
     file_cls: type  #: the library's File class
     native_voice_client: type | None = None  #: the library's own VoiceClient
+
+    @classmethod
+    def of(cls, module: Any, distribution: str) -> LibraryKit:
+        """The kit of a library whose top-level ``module`` has the forks' common names
+        (``VoiceProtocol``, ``File``, ``VoiceClient``, ``__version__``)."""
+        return cls(
+            distribution=distribution,
+            version=installed_version(distribution) or str(module.__version__),
+            voice_protocol=module.VoiceProtocol,
+            file_cls=module.File,
+            native_voice_client=module.VoiceClient,
+        )
 
 
 def dave_handler(creds: VoiceCredentials) -> DaveHandler:

@@ -11,19 +11,12 @@ import discord
 from discord import app_commands
 
 from notetaker.bot import COMMANDS
-from notetaker.libraries import installed_version
 from notetaker.runtime import LibraryBackend, LibraryKit
 
 
 class DiscordpyBackend(LibraryBackend):
     def library_kit(self) -> LibraryKit:
-        return LibraryKit(
-            distribution="discord.py",
-            version=installed_version("discord.py") or discord.__version__,
-            voice_protocol=discord.VoiceProtocol,
-            file_cls=discord.File,
-            native_voice_client=discord.VoiceClient,
-        )
+        return LibraryKit.of(discord, "discord.py")
 
     def create_client(self) -> Any:
         intents = discord.Intents.default()

@@ -10,19 +10,12 @@ from typing import Any
 import nextcord
 
 from notetaker.bot import COMMANDS
-from notetaker.libraries import installed_version
 from notetaker.runtime import LibraryBackend, LibraryKit
 
 
 class NextcordBackend(LibraryBackend):
     def library_kit(self) -> LibraryKit:
-        return LibraryKit(
-            distribution="nextcord",
-            version=installed_version("nextcord") or nextcord.__version__,
-            voice_protocol=nextcord.VoiceProtocol,
-            file_cls=nextcord.File,
-            native_voice_client=nextcord.VoiceClient,
-        )
+        return LibraryKit.of(nextcord, "nextcord")
 
     def create_client(self) -> Any:
         intents = nextcord.Intents.default()

@@ -10,19 +10,12 @@ from typing import Any
 import discord
 
 from notetaker.bot import COMMANDS
-from notetaker.libraries import installed_version
 from notetaker.runtime import LibraryBackend, LibraryKit
 
 
 class PycordBackend(LibraryBackend):
     def library_kit(self) -> LibraryKit:
-        return LibraryKit(
-            distribution="py-cord",
-            version=installed_version("py-cord") or discord.__version__,
-            voice_protocol=discord.VoiceProtocol,
-            file_cls=discord.File,
-            native_voice_client=discord.VoiceClient,
-        )
+        return LibraryKit.of(discord, "py-cord")
 
     def create_client(self) -> Any:
         intents = discord.Intents.default()
