@@ -36,9 +36,17 @@ class DaveParticipant:
     """One simulated user's DAVE member state."""
 
     def __init__(
-        self, user_id: int, channel_id: int, *, recognized: Iterable[int] | None = None
+        self,
+        user_id: int,
+        channel_id: int,
+        *,
+        recognized: Iterable[int] | None = None,
+        commits: bool = True,
     ) -> None:
         self.user_id = user_id
+        #: Whether it answers proposals with a commit (False: it leaves committing to the
+        #: others, so a remote client's commit is the one the DS accepts).
+        self.commits = commits
         self.channel_id = channel_id
         self.session = davey.DaveSession(1, user_id, channel_id)
         #: Users this participant accepts Adds for (None: anyone, as davey allows).
@@ -83,7 +91,7 @@ class DaveParticipant:
                 # Stale (an epoch already left) or unacceptable: a client logs and waits.
                 self.failures.append((op, str(exc)))
                 return []
-            if result is None:
+            if result is None or not self.commits:
                 return []
             return [(28, result.commit + (result.welcome or b""))]
         if op in (29, 30):

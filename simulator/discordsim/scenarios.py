@@ -56,6 +56,9 @@ class Scenario:
     max_dave_version: int = 1
     #: How long the DAVE delivery service waits for op 23 before executing a transition.
     dave_transition_timeout_s: float = 2.0
+    #: Scripted participants commit proposals (in-process, so they win every race). False
+    #: leaves committing to the clients: their commits and Welcomes are what the group uses.
+    dave_participants_commit: bool = True
     #: Hello's heartbeat interval in milliseconds (emulators use 13750).
     heartbeat_interval_ms: float = 13750.0
     #: Close 4009 when no heartbeat arrives for this many intervals.
