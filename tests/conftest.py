@@ -87,11 +87,17 @@ def speakers(request: pytest.FixtureRequest, tmp_path: Path) -> list[Any]:
 
 
 @pytest.fixture
-def settings(tmp_path: Path) -> Any:
+def transport(request: pytest.FixtureRequest) -> str:
+    return str(getattr(request, "param", "engine"))
+
+
+@pytest.fixture
+def settings(tmp_path: Path, transport: str) -> Any:
     from notetaker.config import Settings
 
     return Settings(
         backend=BACKEND or "",
+        transport=transport,
         data_dir=tmp_path / "data",
         recording_nickname_prefix="[REC] ",
         policy={"base_delay": 0.05, "max_delay": 0.2, "reset_wait": 0.05, "move_grace": 0.5},
@@ -122,6 +128,8 @@ async def running(settings: Any, scenario: str, speakers: list[Any]) -> AsyncIte
     helper = importlib.import_module(f"discordsim.testing.{BACKEND}")
     spec = plugins.load().backend(BACKEND or "")
     ca = TestCA()
+    # The libraries' own voice clients (transport native) use aiohttp's default context.
+    ca.trust_in_this_process()
     meetings = CaptureMeetings()
     async with (
         Simulator(world, lifetime=300) as sim,
