@@ -135,7 +135,7 @@ TRANSPORT_RULE = Rule(Action.RESUME, "The voice connection dropped; resuming.")
 #: 4xxx (or any other) codes the table does not know.
 UNKNOWN_RULE = Rule(Action.NEW_SESSION, "Unknown voice close code; starting a new session.")
 
-_NUMBER_FIELDS = ("base_delay", "max_delay", "reset_wait", "move_grace")
+_NUMBER_FIELDS = ("base_delay", "max_delay", "reset_wait", "move_grace", "stable_after")
 _COUNT_FIELDS = ("max_attempts", "resume_limit")
 
 
@@ -157,6 +157,9 @@ class ReconnectPolicy:
     * ``reset_wait`` = 1.0 s: pause between force-disconnect and rejoin in a session reset.
     * ``move_grace`` = 5.0 s: how long a 4014 waits for a move's server update.
     * ``resume_limit`` = 2: consecutive resumes before escalating to a new session.
+    * ``stable_after`` = 10.0 s: a connection must stay up this long before the failure
+      count starts again at zero; one that drops sooner counts as a failed attempt, so a
+      server that accepts and drops at once exhausts the budget instead of looping forever.
 
     Build one from settings with :meth:`from_overrides`; print it with :meth:`describe`.
     """
@@ -168,6 +171,7 @@ class ReconnectPolicy:
     reset_wait: float = 1.0
     move_grace: float = 5.0
     resume_limit: int = 2
+    stable_after: float = 10.0
 
     def __post_init__(self) -> None:
         for name in _NUMBER_FIELDS:
@@ -298,6 +302,7 @@ class ReconnectPolicy:
             f"  resume: at most {self.resume_limit} in a row, then a new session",
             f"  session reset: force-disconnect, wait {self.reset_wait:g} s, rejoin, identify",
             f"  move grace: {self.move_grace:g} s after 4014 for a server update",
+            f"  stable after: {self.stable_after:g} s up before the failure count resets",
             "",
             f"  {'code':<6} {'action':<14} reason",
         ]

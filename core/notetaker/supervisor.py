@@ -181,7 +181,9 @@ class Supervisor(VoiceSession):
 
         self._state = VoiceState.IDLE
         self._attempt = 0
-        self._failures = 0  # failed attempts in a row since last connected
+        self._failures = 0  # failed attempts in a row since last stably connected
+        self._connected_at = 0.0
+        self._unproven_failures = 0
         self._resumes_in_row = 0  # resumes since the last new session
         self._can_resume = False  # an established session exists
         self._fresh_server = False  # a ServerUpdate with an endpoint arrived, unused
@@ -471,6 +473,10 @@ class Supervisor(VoiceSession):
         """Handle an event of the current attempt while CONNECTED."""
         if isinstance(event, Closed):
             self._last_code = event.code
+            if self._clock.now() - self._connected_at < self._policy.stable_after:
+                # Dropped right after connecting: the failures before it still count, and
+                # so does this one, so a flapping server exhausts the budget.
+                self._failures = self._unproven_failures + 1
             self._log.info(
                 "voice %s: closed with %s (attempt %d)", self.guild_id, event.code, event.attempt
             )
@@ -598,7 +604,11 @@ class Supervisor(VoiceSession):
         self._resumes_in_row = 0
 
     def _on_connected(self, kind: type[Resumed | Reconnected] | None) -> None:
+        # The count shows 0 while connected; if the connection drops before
+        # ReconnectPolicy.stable_after, the earlier failures come back (see _on_event).
+        self._unproven_failures = self._failures
         self._failures = 0
+        self._connected_at = self._clock.now()
         self._can_resume = True
         self._set_state(VoiceState.CONNECTED)
         if self._sink is not None:

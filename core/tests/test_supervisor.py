@@ -29,7 +29,13 @@ from notetaker.supervisor import Supervisor
 S = VoiceState
 E = TypeVar("E", bound=VoiceEvent)
 POLICY = ReconnectPolicy(
-    base_delay=1.0, max_delay=8.0, max_attempts=4, reset_wait=1.5, move_grace=5.0, resume_limit=2
+    base_delay=1.0,
+    max_delay=8.0,
+    max_attempts=4,
+    reset_wait=1.5,
+    move_grace=5.0,
+    resume_limit=2,
+    stable_after=0.0,  # healthy connections here; the flapping rule has its own test
 )
 CHANNEL = 42
 WORLD = ("server_close", "server_update", "set_sink")  # calls that are not the supervisor's
@@ -323,6 +329,25 @@ async def test_repeated_4006_exhausts_the_budget(link: FakeLink, clock: FakeCloc
     assert link.pending_failures == 10 - POLICY.max_attempts
     reason = of(sub.drain(), Stopped)[0].reason
     assert f"{POLICY.max_attempts} failed attempts" in reason and "4006" in reason
+    assert link.violations == []
+
+
+async def test_a_server_that_drops_every_connection_at_once_exhausts_the_budget(
+    link: FakeLink, clock: FakeClock
+) -> None:
+    """Each reconnect succeeds and is dropped at once: without stable_after the count would
+    reset at every connect and the supervisor would retry forever."""
+    policy = ReconnectPolicy(base_delay=1.0, max_delay=8.0, max_attempts=3, stable_after=10.0)
+    sup = Supervisor(link, policy, guild_id=7, clock=clock, rng=lambda: 0.5)
+    await sup.connect(CHANNEL)
+    sub = sup.events()
+    for _ in range(policy.max_attempts + 2):
+        if sup.state is S.STOPPED:
+            break
+        await link.server_close(4006)
+        await run_until(sup, clock, {S.CONNECTED, S.STOPPED})
+    assert sup.state is S.STOPPED
+    assert "3 failed attempts" in of(sub.drain(), Stopped)[0].reason
     assert link.violations == []
 
 

@@ -33,7 +33,13 @@ S = VoiceState
 T = TypeVar("T")
 
 POLICY = ReconnectPolicy(
-    base_delay=1.0, max_delay=4.0, max_attempts=3, reset_wait=1.0, move_grace=5.0, resume_limit=2
+    base_delay=1.0,
+    max_delay=4.0,
+    max_attempts=3,
+    reset_wait=1.0,
+    move_grace=5.0,
+    resume_limit=2,
+    stable_after=0.0,  # healthy connections here; the flapping rule has its own test
 )
 # Close codes the server may send, and the ones that must end the session at once.
 CODES = [None, 1000, 1001, 1006, 4001, 4004, 4006, 4009, 4011, 4012, 4013, 4014, 4015]
