@@ -28,6 +28,8 @@ log = logging.getLogger(__name__)
 
 #: Discord's message length limit; longer notes go out as a summary plus files.
 MESSAGE_LIMIT = 2000
+#: Interaction tokens last 15 minutes; later progress goes to the channel as messages.
+FOLLOWUP_WINDOW_S = 14 * 60
 
 
 @dataclass(frozen=True, slots=True)
@@ -269,10 +271,32 @@ class NotetakerBot:
             await self.platform.set_nickname(ctx.guild_id, None)
             state.renamed = False
 
-        async def progress(text: str) -> None:
-            await ctx.followup(text)
+        stopped = time.monotonic()
 
-        result = await meeting.finish(progress)
+        async def progress(text: str) -> None:
+            # Followups need the interaction's token, which Discord expires after 15
+            # minutes; a long transcription reports in the channel after that.
+            if time.monotonic() - stopped < FOLLOWUP_WINDOW_S:
+                try:
+                    await ctx.followup(text)
+                    return
+                except Exception as exc:  # a progress line is not worth failing the notes
+                    log.info("progress followup failed (%s); posting instead", exc)
+            await self.platform.send_message(ctx.channel_id, text)
+
+        try:
+            result = await meeting.finish(progress)
+        except NotetakerError as exc:
+            # The channel waits for notes: say why none are coming, and how to retry
+            # once the cause is fixed (the recording stays on disk).
+            log.error("notes for meeting %s failed: %s", meeting.meeting_id, exc)
+            await self.platform.send_message(
+                ctx.channel_id,
+                f"I could not produce the notes for meeting {meeting.meeting_id}: {exc}. "
+                f"The recording is kept; `notetaker transcribe {meeting.meeting_id}` "
+                "retries once the cause is fixed.",
+            )
+            return
         if len(result.markdown) <= MESSAGE_LIMIT:
             await self.platform.send_message(ctx.channel_id, result.markdown, result.files)
         else:

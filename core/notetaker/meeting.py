@@ -5,6 +5,7 @@ on a meeting already on disk (after a crash, for example)."""
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import contextlib
 import logging
 import time
@@ -217,13 +218,15 @@ class RecordedMeeting:
             await self._ticker
         loop = asyncio.get_running_loop()
         last = [0]
+        sent: list[concurrent.futures.Future[None]] = []
 
         def on_progress(fraction: float) -> None:
             # Called from the worker thread: report every quarter, on the loop.
             step = int(fraction * 4)
             if 0 < step < 4 and step > last[0]:
                 last[0] = step
-                asyncio.run_coroutine_threadsafe(progress(f"Transcribing… {step * 25}%"), loop)
+                text = f"Transcribing… {step * 25}%"
+                sent.append(asyncio.run_coroutine_threadsafe(progress(text), loop))
 
         try:
             return await produce_notes(
@@ -235,6 +238,12 @@ class RecordedMeeting:
             )
         finally:
             self.index.close()
+            # Progress lines go out before the notes (or the failure), never after them.
+            for result in await asyncio.gather(
+                *(asyncio.wrap_future(f) for f in sent), return_exceptions=True
+            ):
+                if isinstance(result, Exception):
+                    log.warning("a progress update was not delivered: %s", result)
 
 
 class MeetingRecorderFactory:

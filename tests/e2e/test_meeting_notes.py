@@ -1,0 +1,90 @@
+"""The end-to-end meeting: simulator -> bot (this backend, engine transport) -> recording
+-> transcriber with a shipped model -> notes posted in the channel.
+
+Scripted members read known lines (espeak-ng) into the voice channel; the notes must
+get their words right (word error rate under 15 % per speaker), attribute every line
+to the member who said it, keep the turns in the order they were spoken, and reach the
+channel as a message with the notes files attached.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from notetaker.recorder.index import MeetingIndex
+
+speech = pytest.importorskip("notetaker_transcribe.speech", reason="needs notetaker-transcribe")
+normalise_words, wer = speech.normalise_words, speech.wer
+
+MAX_WER = 0.15
+TRANSCRIBER = os.environ.get("NOTETAKER_TEST_TRANSCRIBER", "faster-whisper")
+
+
+def _owner(words: list[str], scripts: dict[str, set[str]]) -> str:
+    """The speaker whose script holds the largest share of ``words``."""
+    return max(scripts, key=lambda name: sum(w in scripts[name] for w in words))
+
+
+async def test_meeting_notes_from_spoken_script(
+    demo: Any, spoken: list[Any], meeting_settings: Any
+) -> None:
+    outcome = await demo.run_meeting(meeting_settings, spoken)
+
+    # Written under the data dir, and the index says the meeting is done.
+    assert outcome.status == "done"
+    notes = json.loads((outcome.notes_dir / "notes.json").read_text(encoding="utf-8"))
+    assert outcome.notes_dir.is_relative_to(meeting_settings.data_dir)
+    assert (outcome.notes_dir / "notes.md").read_text(encoding="utf-8") == outcome.markdown
+
+    # Posted where /stopnotes ran, with the notes attached.
+    posted = {name for name, size in outcome.message["files"] if size > 0}
+    assert {"notes.md", "notes.json"} <= posted
+    assert outcome.progress, "no progress update while transcribing"
+
+    # Everyone is named as the guild shows them, not by id.
+    names = {p["name"]: int(p["user_id"]) for p in notes["participants"]}
+    assert names == outcome.speakers
+
+    lines = [ln for ln in notes["transcript"] if "text" in ln]
+    said = {s.name: s.said for s in spoken}
+    scripts = {name: set(normalise_words(text)) for name, text in said.items()}
+    for line in lines:
+        words = normalise_words(line["text"])
+        assert _owner(words, scripts) == line["speaker"], line
+        assert int(line["user_id"]) == outcome.speakers[line["speaker"]], line
+    for name, text in said.items():
+        heard = " ".join(ln["text"] for ln in lines if ln["speaker"] == name)
+        assert wer(text, heard) < MAX_WER, (name, text, heard)
+
+    if TRANSCRIBER == "whisperx":
+        # Offline, WhisperX runs without word alignment (its aligner is a download): it
+        # returns VAD chunks of up to 30 s without word times, so one speaker's turns on
+        # either side of someone else's can arrive as a single line.
+        return
+    # Turns in the order they were spoken: each speaker's runs of lines, in turn.
+    turns = [ln["speaker"] for ln in lines]
+    runs = [who for i, who in enumerate(turns) if i == 0 or turns[i - 1] != who]
+    script_runs = [ln.speaker for ln in demo.SCRIPT]
+    assert runs == script_runs
+
+
+async def test_a_meeting_whose_notes_fail_tells_the_channel(
+    demo: Any, meeting_settings: Any, tmp_path: Path
+) -> None:
+    spoken = demo.prepare_speech(tmp_path / "speech", [demo.Line("bob", "Hello everyone.")])
+    broken = meeting_settings.model_copy(update={"transcriber": "no-such-engine"})
+    with pytest.raises(demo.DemoError) as failed:
+        await demo.run_meeting(broken, spoken)
+    assert "no-such-engine" in str(failed.value) and "notetaker transcribe 1" in str(failed.value)
+    index = MeetingIndex.open(broken.data_dir)
+    try:
+        meeting = index.get_meeting(1)
+    finally:
+        index.close()
+    assert meeting.status == "failed"
+    assert [t.path.is_file() for t in meeting.tracks] == [True]  # the recording is kept
