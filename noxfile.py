@@ -107,16 +107,22 @@ def _cells(versions: dict[str, list[str]]) -> list[nox.param]:
     ]
 
 
-def _run_backend(session: nox.Session, name: str, version: str) -> None:
+def _install_stack(session: nox.Session, name: str, version: str, *extra: str) -> None:
+    """One backend and its library at ``version``, with the simulator and the transcriber.
+    core and the backend install as a user installs them (not editable)."""
     session.install(
-        *TEST_DEPS,
-        # core and the backend install as a user installs them (not editable).
+        *extra,
         "./core",
         "-e",
         "./simulator[media]",
+        "./transcribe[models]",
         f"./backends/{name}",
         f"{DISTRIBUTION[name]}=={version}",
     )
+
+
+def _run_backend(session: nox.Session, name: str, version: str) -> None:
+    _install_stack(session, name, version, *TEST_DEPS)
     session.run("notetaker", "plugins")
     session.run(
         "pytest",
@@ -130,14 +136,32 @@ def _run_backend(session: nox.Session, name: str, version: str) -> None:
 @nox.session
 @nox.parametrize(("python", "name", "version"), _cells({k: [v] for k, v in NEWEST.items()}))
 def backend(session: nox.Session, name: str, version: str) -> None:
-    """Each backend at its newest library version, against the simulator."""
+    """Each backend at its newest library version, against the simulator: the contract
+    suite (both transports), the end-to-end meeting, the simulator-vs-library tests."""
     _run_backend(session, name, version)
+
+
+@nox.session(python=python_for("discordpy", NEWEST["discordpy"]))
+def demo(session: nox.Session) -> None:
+    """The main job: a simulated meeting end to end (simulator -> bot -> recording ->
+    transcript -> notes), offline. NOTETAKER_BACKEND picks the backend (default discordpy)."""
+    name = os.environ.get("NOTETAKER_BACKEND", "discordpy")
+    if name not in NEWEST:
+        session.error(f"NOTETAKER_BACKEND={name!r}: choose one of {', '.join(NEWEST)}")
+    _install_stack(session, name, NEWEST[name])
+    session.run(
+        "python",
+        "demo/notetaker_demo.py",
+        *session.posargs,
+        env={**_offline_env(session), "NOTETAKER_BACKEND": name},
+    )
 
 
 @nox.session(python="3.11")
 def whisperx(session: nox.Session) -> None:
-    """The WhisperX engine's tests in its own environment (torch with CUDA wheels, ~6 GB;
-    it runs on CPU). whisperx goes in with --no-deps: its own pins do not resolve here."""
+    """The WhisperX engine in its own environment (torch with CUDA wheels, ~6 GB; it runs on
+    CPU): its engine tests and the end-to-end meeting with transcriber=whisperx. whisperx
+    goes in with --no-deps: its own pins do not resolve here."""
     session.install("--no-deps", "whisperx==3.8.6")
     session.install(
         "-c",
@@ -159,14 +183,32 @@ def whisperx(session: nox.Session) -> None:
         "-e",
         "./core",
         "-e",
+        "./simulator[media]",
+        "-e",
         "./transcribe[models]",
+        "./backends/discordpy",
+        f"discord.py=={NEWEST['discordpy']}",
     )
-    session.run("pytest", "transcribe/tests", *session.posargs, env=_offline_env(session))
+    env = {
+        **_offline_env(session),
+        "NOTETAKER_TEST_BACKEND": "discordpy",
+        "NOTETAKER_TEST_TRANSCRIBER": "whisperx",
+    }
+    session.run("pytest", "transcribe/tests", "tests/e2e", *session.posargs, env=env)
 
 
 @nox.session(python="3.11")
 def bench(session: nox.Session) -> None:
-    """Benchmarks: print figures (no pass/fail)."""
-    session.install("-e", "./core", "-e", "./simulator[media]", "av>=12", "numpy")
+    """Benchmarks: print figures (no pass/fail). py-cord is installed so the receive
+    benchmark measures its native receive path on the same packets, in the same run."""
+    session.install(
+        "-e",
+        "./core",
+        "-e",
+        "./simulator[media]",
+        "-e",
+        "./transcribe[models]",
+        f"py-cord=={NEWEST['pycord']}",
+    )
     for script in sorted(Path("bench").glob("bench_*.py")):
-        session.run("python", str(script), *session.posargs)
+        session.run("python", str(script), *session.posargs, env=_offline_env(session))
