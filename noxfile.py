@@ -30,7 +30,10 @@ TEST_DEPS = ["pytest>=8", "pytest-asyncio>=0.23", "hypothesis>=6.100", "trustme>
 
 # Tests of the simulator against a real Discord library: they run in the backend sessions,
 # where one library is installed, not in the library-free core session.
-LIBRARY_TESTS = ["simulator/tests/test_voice_libraries.py"]
+LIBRARY_TESTS = [
+    "simulator/tests/test_voice_libraries.py",
+    "simulator/tests/test_dave_libraries.py",
+]
 
 
 def _library_tests(name: str) -> list[str]:
