@@ -87,6 +87,13 @@ def speakers(request: pytest.FixtureRequest, tmp_path: Path) -> list[Any]:
 
 
 @pytest.fixture
+def meeting_kind(request: pytest.FixtureRequest) -> str:
+    """``capture`` (a CaptureMeetings factory, no transcription) or ``recorded`` (the real
+    recorder, index and transcriber the bot uses in production)."""
+    return str(getattr(request, "param", "capture"))
+
+
+@pytest.fixture
 def transport(request: pytest.FixtureRequest) -> str:
     return str(getattr(request, "param", "engine"))
 
@@ -105,7 +112,9 @@ def settings(tmp_path: Path, transport: str) -> Any:
 
 
 @pytest.fixture
-async def running(settings: Any, scenario: str, speakers: list[Any]) -> AsyncIterator[Running]:
+async def running(
+    settings: Any, scenario: str, speakers: list[Any], meeting_kind: str
+) -> AsyncIterator[Running]:
     from discordsim.app import Simulator
     from discordsim.tls import TestCA
     from discordsim.voice.server import VoiceServer
@@ -137,7 +146,11 @@ async def running(settings: Any, scenario: str, speakers: list[Any]) -> AsyncIte
     ):
         for participant in speakers:
             voice.add_participant(participant)
-        backend = spec.factory(settings, meetings=meetings, voice_ssl=ca.client_context())
+        backend = spec.factory(
+            settings,
+            meetings=meetings if meeting_kind == "capture" else None,
+            voice_ssl=ca.client_context(),
+        )
         async with helper.logged_in(sim, backend.client):
             try:
                 yield Running(

@@ -21,10 +21,13 @@ from notetaker.commands import CommandContext, Member
 from notetaker.config import Settings
 from notetaker.consent import ConsentStore, OptOutFilter
 from notetaker.errors import NotetakerError, PermissionDenied, VoiceStopped
-from notetaker.session import Stopped, VoiceSession, VoiceState
+from notetaker.session import Reconnected, Resumed, StateChanged, Stopped, VoiceSession, VoiceState
 from notetaker.sink import AudioSink
 
 log = logging.getLogger(__name__)
+
+#: States a connection goes through between a drop and its recovery.
+_RECOVERING = frozenset({VoiceState.RESUMING, VoiceState.RECONNECTING, VoiceState.WAITING_FOR_MOVE})
 
 #: Discord's message length limit; longer notes go out as a summary plus files.
 MESSAGE_LIMIT = 2000
@@ -218,16 +221,31 @@ class NotetakerBot:
         return session
 
     async def _watch(self, guild_id: int, session: VoiceSession) -> None:
-        """Tell the channel when the policy gives up on the voice connection."""
+        """Follow the voice session for the guild's meeting: mark reconnect gaps in the
+        recording's timeline, and when the policy gives up, say why in the channel, save
+        the notes of what was recorded and leave."""
+        dropped_at: float | None = None
         async for event in session.events():
             state = self.guilds.get(guild_id)
             if state is None or state.session is not session:
                 return
-            if isinstance(event, Stopped):
-                if state.text_channel_id is not None:
+            if isinstance(event, StateChanged):
+                if event.old is VoiceState.CONNECTED and event.new in _RECOVERING:
+                    dropped_at = time.monotonic()
+            elif isinstance(event, Resumed | Reconnected):
+                if dropped_at is not None and state.meeting is not None:
+                    state.meeting.mark_reconnect(dropped_at, time.monotonic())
+                dropped_at = None
+            elif isinstance(event, Stopped):
+                channel = state.text_channel_id
+                if channel is not None:
                     await self.platform.send_message(
-                        state.text_channel_id, f"Voice connection lost: {event.reason}"
+                        channel, f"Voice connection lost: {event.reason}"
                     )
+                    if state.meeting is not None:
+                        await self._finish(guild_id, channel, state, None)
+                state.session = None
+                await session.disconnect(force=True)
                 return
 
     # -- commands ----------------------------------------------------------------------
@@ -261,14 +279,18 @@ class NotetakerBot:
             state.renamed = await self.platform.set_nickname(ctx.guild_id, prefix + self.bot_name)
         await ctx.followup(f"Recording in <#{session.channel_id}> (meeting {meeting.meeting_id}).")
 
-    async def _finish(self, ctx: CommandContext, state: GuildState) -> None:
+    async def _finish(
+        self, guild_id: int, channel_id: int, state: GuildState, ctx: CommandContext | None
+    ) -> None:
+        """Stop capture, produce the notes, post them in ``channel_id``. Progress goes to
+        ``ctx`` as followups when there is one, else to the channel."""
         meeting = state.meeting
         assert meeting is not None
         if state.session is not None:
             state.session.set_sink(None)
         state.meeting = None
         if state.renamed:
-            await self.platform.set_nickname(ctx.guild_id, None)
+            await self.platform.set_nickname(guild_id, None)
             state.renamed = False
 
         stopped = time.monotonic()
@@ -276,13 +298,13 @@ class NotetakerBot:
         async def progress(text: str) -> None:
             # Followups need the interaction's token, which Discord expires after 15
             # minutes; a long transcription reports in the channel after that.
-            if time.monotonic() - stopped < FOLLOWUP_WINDOW_S:
+            if ctx is not None and time.monotonic() - stopped < FOLLOWUP_WINDOW_S:
                 try:
                     await ctx.followup(text)
                     return
                 except Exception as exc:  # a progress line is not worth failing the notes
                     log.info("progress followup failed (%s); posting instead", exc)
-            await self.platform.send_message(ctx.channel_id, text)
+            await self.platform.send_message(channel_id, text)
 
         try:
             result = await meeting.finish(progress)
@@ -291,17 +313,17 @@ class NotetakerBot:
             # once the cause is fixed (the recording stays on disk).
             log.error("notes for meeting %s failed: %s", meeting.meeting_id, exc)
             await self.platform.send_message(
-                ctx.channel_id,
+                channel_id,
                 f"I could not produce the notes for meeting {meeting.meeting_id}: {exc}. "
                 f"The recording is kept; `notetaker transcribe {meeting.meeting_id}` "
                 "retries once the cause is fixed.",
             )
             return
         if len(result.markdown) <= MESSAGE_LIMIT:
-            await self.platform.send_message(ctx.channel_id, result.markdown, result.files)
+            await self.platform.send_message(channel_id, result.markdown, result.files)
         else:
             await self.platform.send_message(
-                ctx.channel_id, result.summary[:MESSAGE_LIMIT], result.files
+                channel_id, result.summary[:MESSAGE_LIMIT], result.files
             )
 
     async def _stopnotes(self, ctx: CommandContext, state: GuildState) -> None:
@@ -311,13 +333,13 @@ class NotetakerBot:
         await ctx.defer()
         meeting_id = state.meeting.meeting_id
         await ctx.followup(f"Stopped recording meeting {meeting_id}; transcribing now.")
-        await self._finish(ctx, state)
+        await self._finish(ctx.guild_id, ctx.channel_id, state, ctx)
 
     async def _leave(self, ctx: CommandContext, state: GuildState) -> None:
         if state.meeting is not None:
             self._require_control(ctx)
             await ctx.defer()
-            await self._finish(ctx, state)
+            await self._finish(ctx.guild_id, ctx.channel_id, state, ctx)
         if state.session is None or state.session.state in (
             VoiceState.DISCONNECTED,
             VoiceState.STOPPED,

@@ -114,6 +114,9 @@ async def test_crash_4015_resumes_without_new_identify(running: Any) -> None:
     await meeting.wait_for_speakers({u.id for u in r.speakers})
     inv = await r.sim.invoke("notesstatus", user=r.guest)
     assert "resumes: 1" in _text(await inv.callback())
+    # The drop is marked in the recording's timeline, so the notes show the hole.
+    ((dropped, back),) = meeting.reconnects
+    assert back > dropped
 
 
 @pytest.mark.parametrize("scenario", ["failover"], indirect=True)
@@ -132,8 +135,12 @@ async def test_failover_identifies_again_with_the_new_token(running: Any) -> Non
 async def test_kick_4014_stops_and_tells_the_channel(running: Any) -> None:
     r = running
     await _start_notes(r)
+    meeting = r.meetings.made[-1]
     lost = await _message(r, "Voice connection lost")
     assert "4014" in lost["content"]
+    # What was recorded is not lost: the notes are made and posted, then the bot leaves.
+    await _message(r, "captured meeting")
+    assert meeting.finished and r.guild_state().meeting is None
     assert len(_identifies(r)) == 1
 
 
