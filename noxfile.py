@@ -82,7 +82,7 @@ def typecheck(session: nox.Session) -> None:
 def tests(session: nox.Session) -> None:
     """Core, simulator and transcriber tests in an environment with NO Discord library."""
     session.install(
-        *TEST_DEPS, "-e", "./core", "-e", "./simulator[media]", "-e", "./transcribe[models]"
+        *TEST_DEPS, "-e", "./core", "-e", "./simulator[media,zstd]", "-e", "./transcribe[models]"
     )
     session.run(
         "python",
