@@ -120,7 +120,8 @@ def _install_stack(session: nox.Session, name: str, version: str, *extra: str) -
         "./simulator[media]",
         "./transcribe[models]",
         f"./backends/{name}",
-        f"{DISTRIBUTION[name]}=={version}",
+        # The voice extra, as users install it for voice: PyNaCl and the DAVE bindings.
+        f"{DISTRIBUTION[name]}[voice]=={version}",
     )
 
 
