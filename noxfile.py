@@ -120,8 +120,7 @@ def _install_stack(session: nox.Session, name: str, version: str, *extra: str) -
         "./simulator[media]",
         "./transcribe[models]",
         f"./backends/{name}",
-        # The voice extra, as users install it for voice: PyNaCl and the DAVE bindings.
-        f"{DISTRIBUTION[name]}[voice]=={version}",
+        _library_requirement(name, version),
     )
 
 
@@ -143,6 +142,72 @@ def backend(session: nox.Session, name: str, version: str) -> None:
     """Each backend at its newest library version, against the simulator: the contract
     suite (both transports), the end-to-end meeting, the simulator-vs-library tests."""
     _run_backend(session, name, version)
+
+
+#: Every py-cord from 2.5.0 plus the newest of each later minor; discord.py 2.3.2 and the
+#: newest of each later minor; nextcord's newest of each minor since 2.6 (PyPI, 2026-11).
+MATRIX = {
+    "pycord": ["2.5.0", "2.6.0", "2.6.1", "2.7.2", "2.8.1"],
+    "discordpy": ["2.3.2", "2.4.0", "2.5.2", "2.6.4", "2.7.1"],
+    "nextcord": ["2.6.0", "3.0.1", "3.1.1", "3.2.0"],
+}
+#: Extra requirements of a cell. nextcord 2.x imports pkg_resources (gone in setuptools 81).
+MATRIX_EXTRAS = {("nextcord", "2.6.0"): ["setuptools<81"]}
+
+
+def _library_requirement(name: str, version: str) -> str:
+    """The library as its docs say to install it for voice: with the ``voice`` extra
+    (PyNaCl, and for nextcord 3.2 dave-py, its DAVE). nextcord before 3.2 pins
+    pynacl < 1.5 there, which conflicts with core's pynacl >= 1.5, so those cells go
+    without the extra and the native client uses core's PyNaCl 1.5."""
+    if name == "nextcord" and tuple(map(int, version.split("."))) < (3, 2):
+        return f"nextcord=={version}"
+    return f"{DISTRIBUTION[name]}[voice]=={version}"
+
+
+MATRIX_RESULTS = ROOT / "matrix" / "results"
+
+
+def _run_matrix_cell(session: nox.Session, name: str, version: str) -> None:
+    """Install one library version with its backend and run the stack-check suite (both
+    transports) against the simulator; an install that fails is recorded, not raised."""
+    MATRIX_RESULTS.mkdir(parents=True, exist_ok=True)
+    out = MATRIX_RESULTS / f"{name}-{version}.json"
+    cell = ["python", "matrix/cell.py", "--backend", name, "--version", version, "--out", str(out)]
+    session.notify("matrix_report")
+    try:
+        session.install(
+            "./core",
+            "-e",
+            "./simulator[media]",
+            f"./backends/{name}",
+            _library_requirement(name, version),
+            *MATRIX_EXTRAS.get((name, version), []),
+        )
+    except nox.command.CommandFailed:
+        session.run(*cell, "--install-failed", "pip could not install this combination")
+        return
+    session.run(*cell, *session.posargs, env=_offline_env(session))
+
+
+@nox.session
+@nox.parametrize(("python", "name", "version"), _cells(MATRIX))
+def matrix(session: nox.Session, name: str, version: str) -> None:
+    """The full version matrix: every library version x scenario x transport, one env each."""
+    _run_matrix_cell(session, name, version)
+
+
+@nox.session
+@nox.parametrize(("python", "name", "version"), _cells({k: [v] for k, v in NEWEST.items()}))
+def matrix_ci(session: nox.Session, name: str, version: str) -> None:
+    """The matrix's CI slice: the newest release of each library."""
+    _run_matrix_cell(session, name, version)
+
+
+@nox.session(python=False)
+def matrix_report(session: nox.Session) -> None:
+    """Build matrix/matrix.json, matrix.md and matrix.html from the cells' results."""
+    session.run("python3", "matrix/report.py", str(MATRIX_RESULTS), "--out", "matrix")
 
 
 @nox.session(python=python_for("discordpy", NEWEST["discordpy"]))

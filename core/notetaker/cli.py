@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import ctypes.util
 import os
 import sys
 from pathlib import Path
@@ -15,7 +14,6 @@ from rich.table import Table
 from notetaker import __version__, plugins
 from notetaker.config import Settings, load_settings
 from notetaker.errors import NotetakerError
-from notetaker.libraries import installed_version
 from notetaker.logs import setup_logging
 
 console = Console(highlight=False)
@@ -111,16 +109,32 @@ def config_cmd(ctx: click.Context) -> None:
 
 
 @cli.command("doctor")
+@click.option(
+    "--live/--no-live",
+    default=True,
+    help="Run the stack-check suite against a local simulator (needs discordsim; seconds).",
+)
+@click.option(
+    "--token-check/--no-token-check",
+    default=True,
+    help="With a token set, check it and the intents against Discord (the token is never shown).",
+)
 @click.pass_context
-def doctor_cmd(ctx: click.Context) -> None:
-    """Check this installation: config, backend and library, libopus, davey, data dir."""
+def doctor_cmd(ctx: click.Context, live: bool, token_check: bool) -> None:
+    """Check this installation: config, backend and library, libopus, davey, data dir, and
+    what the backend and library meet on today's Discord (live, against the simulator)."""
+    import asyncio
+
+    from notetaker import doctor
+
     settings = _settings(ctx)
     problems = 0
 
-    def line(ok: bool, text: str) -> None:
+    def line(ok: bool | None, text: str) -> None:
         nonlocal problems
-        problems += 0 if ok else 1
-        console.print(f"[{'green' if ok else 'red'}]{'ok ' if ok else 'FAIL'}[/] {text}")
+        problems += 0 if ok is not False else 1
+        mark = {True: "[green]ok [/]", False: "[red]FAIL[/]", None: "[blue]note[/]"}[ok]
+        console.print(f"{mark} {text}")
 
     found = plugins.load()
     for info in found.failed:
@@ -136,10 +150,8 @@ def doctor_cmd(ctx: click.Context) -> None:
             f"backend {spec.name}: " + ", ".join(f"{k} {v}" for k, v in libs.items()),
         )
     line(settings.transport in (spec.transports if spec else ()), f"transport {settings.transport}")
-    opus = ctypes.util.find_library("opus")
-    line(opus is not None, f"libopus: {opus or 'not found (apt install libopus0)'}")
-    davey = installed_version("davey")
-    line(davey is not None, f"davey (DAVE E2EE): {davey or 'not installed (pip install davey)'}")
+    for finding in doctor.native_libraries():
+        line(finding.ok, finding.text)
     data = settings.data_dir
     try:
         data.mkdir(parents=True, exist_ok=True)
@@ -147,10 +159,15 @@ def doctor_cmd(ctx: click.Context) -> None:
     except OSError:
         writable = False
     line(writable, f"data dir {data} {'is writable' if writable else 'is not writable'}")
-    line(
-        settings.token is not None,
-        "bot token " + ("is set" if settings.token else "is not set (NOTETAKER_TOKEN)"),
-    )
+    token = settings.token_value()
+    line(token is not None, "bot token " + ("is set" if token else "is not set (NOTETAKER_TOKEN)"))
+    if token is not None and token_check:
+        for finding in asyncio.run(doctor.token_report(token)):
+            line(finding.ok, finding.text)
+    if live and spec is not None:
+        console.print(f"live check: {spec.name} on transport {settings.transport} ...")
+        for finding in doctor.live_report(settings):
+            line(finding.ok, finding.text)
     console.print("all checks passed" if not problems else f"{problems} problem(s) found")
     sys.exit(1 if problems else 0)
 
