@@ -9,10 +9,7 @@ indirect=True)`` (default ``modern``) and its scripted speakers the same way.
 from __future__ import annotations
 
 import importlib
-import math
 import os
-import struct
-import wave
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,20 +29,6 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     )
     for item in items:
         item.add_marker(skip)
-
-
-def tone(path: Path, hz: float, seconds: float) -> Path:
-    """A steady stereo tone (no pauses), so every frame is sent."""
-    rate = 48_000
-    with wave.open(str(path), "wb") as out:
-        out.setnchannels(2)
-        out.setsampwidth(2)
-        out.setframerate(rate)
-        frames = (
-            int(8000 * math.sin(2 * math.pi * hz * i / rate)) for i in range(int(rate * seconds))
-        )
-        out.writeframes(b"".join(struct.pack("<hh", s, s) for s in frames))
-    return path
 
 
 @dataclass
@@ -78,6 +61,7 @@ def scenario(request: pytest.FixtureRequest) -> str:
 def speakers(request: pytest.FixtureRequest, tmp_path: Path) -> list[Any]:
     """Scripted participants: by default bob and carol, two seconds of tone each."""
     from discordsim.voice.participants import ParticipantSpec
+    from discordsim.voice.participants import write_tone as tone
 
     seconds = float(getattr(request, "param", 2.0))
     return [

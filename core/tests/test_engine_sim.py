@@ -10,9 +10,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import math
-import struct
-import wave
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -44,7 +41,7 @@ from discordsim.scenarios import MODERN_MODES, SCENARIOS, Scenario  # noqa: E402
 from discordsim.testing.engine_adapter import MainGatewayClient  # noqa: E402
 from discordsim.tls import TestCA  # noqa: E402
 from discordsim.voice.gateway import VoiceSession  # noqa: E402
-from discordsim.voice.participants import ParticipantSpec  # noqa: E402
+from discordsim.voice.participants import ParticipantSpec, write_tone  # noqa: E402
 from discordsim.voice.server import VoiceServer  # noqa: E402
 
 #: Fast, but the same table as production.
@@ -131,25 +128,11 @@ def identifies(record: list[Entry]) -> list[Entry]:
     return [e for e in record if e.kind == "voice.op" and e.get("op") == 0]
 
 
-def tone(path: Path, seconds: float) -> Path:
-    """A 440 Hz stereo tone, loud enough that no frame counts as a pause."""
-    rate = 48_000
-    with wave.open(str(path), "wb") as out:
-        out.setnchannels(2)
-        out.setsampwidth(2)
-        out.setframerate(rate)
-        samples = (
-            int(8000 * math.sin(2 * math.pi * 440 * i / rate)) for i in range(int(rate * seconds))
-        )
-        out.writeframes(b"".join(struct.pack("<hh", s, s) for s in samples))
-    return path
-
-
 async def test_modern_connects_and_receives(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.DEBUG)
-    alice = ParticipantSpec("alice", tone(tmp_path / "a.wav", 1.0), speak_after=0.2)
+    alice = ParticipantSpec("alice", write_tone(tmp_path / "a.wav", seconds=1.0), speak_after=0.2)
     async with rig(SCENARIOS["modern"], (alice,)) as r:
         await r.sup.connect(r.sim.world.voice_channel.id)
         assert r.sup.state is VoiceState.CONNECTED
@@ -189,7 +172,7 @@ async def test_modern_connects_and_receives(
 
 
 async def test_crash_4015_resumes_without_identify(tmp_path: Path) -> None:
-    alice = ParticipantSpec("alice", tone(tmp_path / "a.wav", 1.0), speak_after=0.1)
+    alice = ParticipantSpec("alice", write_tone(tmp_path / "a.wav", seconds=1.0), speak_after=0.1)
     async with rig(SCENARIOS["crash-4015"].with_(crash_after_s=0.3), (alice,)) as r:
         await r.sup.connect(r.sim.world.voice_channel.id)
         resumed = await r.next_event(Resumed)
@@ -269,7 +252,7 @@ async def test_kick_4014_stops_with_the_user_facing_reason() -> None:
 
 
 async def test_udp_loss_delivers_every_surviving_packet_in_order(tmp_path: Path) -> None:
-    alice = ParticipantSpec("alice", tone(tmp_path / "a.wav", 3.0), speak_after=0.2)
+    alice = ParticipantSpec("alice", write_tone(tmp_path / "a.wav", seconds=3.0), speak_after=0.2)
     scenario = SCENARIOS["udp-loss"].with_(loss_pct=10.0, reorder_pct=5.0, dup_pct=2.0, seed=7)
     async with rig(scenario, (alice,)) as r:
         await r.sup.connect(r.sim.world.voice_channel.id)

@@ -21,11 +21,8 @@ import asyncio
 import contextlib
 import importlib
 import logging
-import math
-import struct
 import tempfile
 import time
-import wave
 from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -290,20 +287,6 @@ def cause_of(check: Check, trace: Sequence[dict[str, Any]], outcome: str, detail
 # -- running ---------------------------------------------------------------------------
 
 
-def _tone(path: Path, hz: float, seconds: float) -> Path:
-    """A steady mono-in-stereo tone, so every 20 ms frame is sent."""
-    rate = 48_000
-    with wave.open(str(path), "wb") as out:
-        out.setnchannels(2)
-        out.setsampwidth(2)
-        out.setframerate(rate)
-        samples = (
-            int(8000 * math.sin(2 * math.pi * hz * i / rate)) for i in range(int(rate * seconds))
-        )
-        out.writeframes(b"".join(struct.pack("<hh", s, s) for s in samples))
-    return path
-
-
 _CA: Any = None
 
 
@@ -435,6 +418,7 @@ async def _run_check(
         speakers = []
         if check.speech_s:
             from discordsim.voice.participants import ParticipantSpec
+            from discordsim.voice.participants import write_tone as _tone
 
             speakers = [
                 ParticipantSpec("bob", _tone(Path(tmp) / "bob.wav", 330, check.speech_s), 0, 0.3),

@@ -7,9 +7,6 @@ op 4, the participants' Adds, the Welcome, the frames on the wire.
 
 from __future__ import annotations
 
-import math
-import struct
-import wave
 from pathlib import Path
 from typing import Any
 
@@ -18,21 +15,9 @@ from voiceclient import join, simulator
 from discordsim.dave_participant import DaveParticipant
 from discordsim.voice import ParticipantSpec
 from discordsim.voice.dave_delivery import MlsDelivery
+from discordsim.voice.participants import write_tone as tone
 
 DAVE_MARKER = b"\xfa\xfa"
-
-
-def tone(path: Path, hz: float = 440.0, seconds: float = 1.0) -> Path:
-    rate = 48_000
-    with wave.open(str(path), "wb") as out:
-        out.setnchannels(2)
-        out.setsampwidth(2)
-        out.setframerate(rate)
-        samples = (
-            int(8000 * math.sin(2 * math.pi * hz * i / rate)) for i in range(int(rate * seconds))
-        )
-        out.writeframes(b"".join(struct.pack("<hh", s, s) for s in samples))
-    return path
 
 
 async def answer(client: Any, member: DaveParticipant, msg: dict[str, Any]) -> None:

@@ -10,9 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import math
-import struct
-import wave
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,6 +26,7 @@ from discordsim.testing.engine_adapter import MainGatewayClient
 from discordsim.tls import TestCA
 from discordsim.voice.dave_delivery import MlsDelivery
 from discordsim.voice.participants import ParticipantSpec, decode_pcm
+from discordsim.voice.participants import write_tone as tone
 from discordsim.voice.server import VoiceServer
 from notetaker.clock import SystemClock
 from notetaker.errors import VoiceStopped
@@ -112,19 +110,6 @@ async def rig(
                 yield Rig(sim, voice, link, sup, sink, handlers)
             finally:
                 await sup.disconnect()
-
-
-def tone(path: Path, hz: float, seconds: float) -> Path:
-    """A stereo sine, loud enough that no frame counts as a pause."""
-    with wave.open(str(path), "wb") as out:
-        out.setnchannels(2)
-        out.setsampwidth(2)
-        out.setframerate(RATE)
-        samples = (
-            int(8000 * math.sin(2 * math.pi * hz * i / RATE)) for i in range(int(RATE * seconds))
-        )
-        out.writeframes(b"".join(struct.pack("<hh", s, s) for s in samples))
-    return path
 
 
 def decoded(frames: list[AudioFrame]) -> np.ndarray:

@@ -19,9 +19,6 @@ What was found (versions as installed by the project's library environments):
 from __future__ import annotations
 
 import importlib
-import math
-import struct
-import wave
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +29,7 @@ from discordsim.scenarios import SCENARIOS
 from discordsim.testing import installed_library
 from discordsim.voice import ParticipantSpec, VoiceServer
 from discordsim.voice.dave_delivery import MlsDelivery
+from discordsim.voice.participants import write_tone as tone
 
 LIBRARY = installed_library()
 MODULES = {"discord.py": "discordpy", "py-cord": "pycord", "nextcord": "nextcord"}
@@ -40,19 +38,6 @@ WAIT = 20.0
 OPUS_FRAME = bytes.fromhex("fc") + bytes(range(1, 60))
 
 pytestmark = pytest.mark.skipif(LIBRARY is None, reason="no Discord library installed here")
-
-
-def tone(path: Path, hz: float, seconds: float) -> Path:
-    rate = 48_000
-    with wave.open(str(path), "wb") as out:
-        out.setnchannels(2)
-        out.setsampwidth(2)
-        out.setframerate(rate)
-        samples = (
-            int(8000 * math.sin(2 * math.pi * hz * i / rate)) for i in range(int(rate * seconds))
-        )
-        out.writeframes(b"".join(struct.pack("<hh", s, s) for s in samples))
-    return path
 
 
 def library_state(vc: Any) -> tuple[int, bool]:

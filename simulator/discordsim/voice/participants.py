@@ -64,6 +64,23 @@ class ParticipantSpec:
     corrupt_dave: bool = False
 
 
+def write_tone(path: Path, hz: float = 440.0, seconds: float = 1.0) -> Path:
+    """Write a steady stereo sine WAV at 48 kHz: a participant who never pauses, so every
+    20 ms frame is sent. For tests and stack checks, where a known signal is the point."""
+    import wave
+
+    import numpy as np
+
+    t = np.arange(int(SAMPLE_RATE * seconds)) / SAMPLE_RATE
+    mono = (8000 * np.sin(2 * np.pi * hz * t)).astype("<i2")
+    with wave.open(str(path), "wb") as out:
+        out.setnchannels(2)
+        out.setsampwidth(2)
+        out.setframerate(SAMPLE_RATE)
+        out.writeframes(np.repeat(mono, 2).tobytes())
+    return path
+
+
 def load_script(path: Path) -> list[ParticipantSpec]:
     """Read a participants TOML script; files are relative to the script's folder."""
     data = tomllib.loads(path.read_text())
