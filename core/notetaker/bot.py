@@ -73,6 +73,10 @@ class Platform(ABC):
     def display_name(self, guild_id: int, user_id: int) -> str:
         """The member's name as shown in the guild right now."""
 
+    def channel_name(self, channel_id: int) -> str | None:
+        """A channel's name, for display only (never for paths); None if unknown."""
+        return None
+
 
 @dataclass(frozen=True)
 class NotesResult:

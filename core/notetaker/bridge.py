@@ -228,6 +228,11 @@ class LibraryPlatform(Platform):
             return False
         return True
 
+    def channel_name(self, channel_id: int) -> str | None:
+        channel = self.client.get_channel(channel_id)
+        name = getattr(channel, "name", None)
+        return str(name) if name else None
+
     def display_name(self, guild_id: int, user_id: int) -> str:
         guild = self.client.get_guild(guild_id)
         member = guild.get_member(user_id) if guild is not None else None

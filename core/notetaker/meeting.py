@@ -168,6 +168,7 @@ class RecordedMeeting:
         started_by: Member,
         display_name: Callable[[int], str | None] | None = None,
         opted_out: Sequence[str] = (),
+        channel_name: str | None = None,
     ) -> None:
         self.settings = settings
         self.started_by = started_by
@@ -178,6 +179,7 @@ class RecordedMeeting:
             channel_id=voice_channel_id,
             started_by=started_by.id,
             started_at=self.started_at,
+            channel_name=channel_name,
         )
         self.recorder = Recorder(
             DataLayout(settings.data_dir),
@@ -250,10 +252,14 @@ class MeetingRecorderFactory:
     """Makes :class:`RecordedMeeting` objects for the bot (the production factory)."""
 
     def __init__(
-        self, settings: Settings, display_name: Callable[[int, int], str | None] | None = None
+        self,
+        settings: Settings,
+        display_name: Callable[[int, int], str | None] | None = None,
+        channel_name: Callable[[int], str | None] | None = None,
     ) -> None:
         self.settings = settings
         self.display_name = display_name
+        self.channel_name = channel_name
 
     def __call__(
         self,
@@ -272,6 +278,7 @@ class MeetingRecorderFactory:
             started_by=started_by,
             display_name=(lambda uid: lookup(guild_id, uid)) if lookup else None,
             opted_out=opted_out,
+            channel_name=self.channel_name(voice_channel_id) if self.channel_name else None,
         )
 
 

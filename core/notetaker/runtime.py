@@ -95,7 +95,9 @@ class LibraryBackend(ABC):
             from notetaker.meeting import MeetingRecorderFactory
 
             # Speakers are named as the guild shows them when they first speak.
-            meetings = MeetingRecorderFactory(settings, display_name=platform.display_name)
+            meetings = MeetingRecorderFactory(
+                settings, display_name=platform.display_name, channel_name=platform.channel_name
+            )
         self.bot = NotetakerBot(
             platform,
             settings,

@@ -59,3 +59,33 @@ async def test_optout_is_remembered_per_guild_and_optin_undoes_it(running: Any) 
     inv = await running.sim.invoke("optin", user=running.guest)
     assert "opted in" in _text(await inv.callback())
     assert running.guest.id not in running.backend.bot.consent.opted_out(guild)
+
+
+async def test_joinvoice_then_status_then_leave(running: Any) -> None:
+    r = running
+    inv = await r.sim.invoke("joinvoice", user=r.organiser)
+    await inv.wait(lambda resp: "Joined" in _text(resp), timeout=20)
+    voice = r.sim.world.voice_states.get(r.sim.world.bot.id)
+    assert voice is not None and voice.channel_id == r.sim.world.voice_channel.id
+    inv = await r.sim.invoke("notesstatus", user=r.guest)
+    status = _text(await inv.callback())
+    assert "Voice: connected" in status and "no notes are being taken" in status
+    inv = await r.sim.invoke("leave", user=r.guest)
+    assert "Left the voice channel" in _text(await inv.callback())
+    await r.sim.record.wait_for(
+        "gateway.op", lambda e: e["d"].get("channel_id") is None, op=4, timeout=20
+    )
+    inv = await r.sim.invoke("leave", user=r.guest)
+    assert "not in a voice channel" in _text(await inv.callback())
+
+
+async def test_status_during_a_meeting_names_starter_and_speakers(running: Any) -> None:
+    r = running
+    inv = await r.sim.invoke("startnotes", user=r.organiser)
+    await inv.wait(lambda resp: "Recording in" in _text(resp), timeout=20)
+    meeting = r.meetings.made[-1]
+    await meeting.wait_for_speakers({u.id for u in r.speakers})
+    inv = await r.sim.invoke("notesstatus", user=r.guest)
+    status = _text(await inv.callback())
+    assert "recording meeting 1" in status and "started by alice" in status
+    assert "speakers:" in status

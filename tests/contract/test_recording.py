@@ -51,6 +51,7 @@ async def test_reconnect_keeps_one_track_per_speaker_with_a_marked_gap(
     finally:
         index.close()
     assert recorded.status == "done"
+    assert recorded.channel_name == r.sim.world.voice_channel.name  # for display; paths use ids
     assert sorted(t.user_id for t in recorded.tracks) == sorted(u.id for u in r.speakers)
     assert len({t.path for t in recorded.tracks}) == len(r.speakers)  # continued, not new files
     reconnects = [e for e in recorded.events if e.kind == "reconnect"]

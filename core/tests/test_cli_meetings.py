@@ -1,0 +1,107 @@
+"""`notetaker meetings / transcribe / export / delete` on a meeting recorded on disk with
+the real recorder and real Opus, as a user runs them."""
+
+from __future__ import annotations
+
+import math
+import struct
+import time
+from pathlib import Path
+
+import av
+import pytest
+from click.testing import CliRunner
+
+from notetaker.cli import cli
+from notetaker.recorder import DataLayout, MeetingIndex, Recorder
+from notetaker.sink import AudioFrame
+from notetaker.voice.opus import Encoder
+
+ALICE, BOB = 1_000_000_000_000_000_001, 1_000_000_000_000_000_002
+
+
+def _record(data: Path, seconds: float = 2.0) -> int:
+    """A two-speaker meeting, recorded and closed, as /stopnotes leaves it before notes."""
+    index = MeetingIndex.open(data)
+    meeting_id = index.create_meeting(
+        guild_id=5, channel_id=6, started_by=ALICE, started_at=time.time(), channel_name="standup"
+    )
+    names = {ALICE: "alice", BOB: "bob"}
+    rec = Recorder(
+        DataLayout(data),
+        meeting_id,
+        index=index,
+        started_at=0.0,
+        display_name=names.get,
+        clock=lambda: 0.0,
+    )
+    enc = Encoder()
+    for uid, hz, ssrc in ((ALICE, 330.0, 11), (BOB, 550.0, 22)):
+        for n in range(int(seconds * 50)):
+            pcm = b"".join(
+                struct.pack("<hh", s, s)
+                for s in (
+                    int(6000 * math.sin(2 * math.pi * hz * (n * 960 + i) / 48_000))
+                    for i in range(960)
+                )
+            )
+            rec.write(AudioFrame(uid, ssrc, n, n * 960, n * 0.02, enc.encode(pcm)))
+    rec.close_at(seconds)
+    index.close()
+    return meeting_id
+
+
+@pytest.fixture
+def data(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    for key in list(__import__("os").environ):
+        if key.startswith("NOTETAKER_"):
+            monkeypatch.delenv(key)
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("NOTETAKER_DATA_DIR", str(tmp_path / "data"))
+    monkeypatch.setenv("NOTETAKER_MODEL", "tiny.en")
+    return tmp_path / "data"
+
+
+def test_meetings_lists_a_recorded_meeting(data: Path) -> None:
+    meeting_id = _record(data)
+    out = CliRunner().invoke(cli, ["meetings"])
+    assert out.exit_code == 0, out.output
+    (line,) = out.output.splitlines()
+    assert line.split()[0] == str(meeting_id) and "recording" in line
+
+
+def test_transcribe_writes_the_notes_and_marks_it_done(data: Path) -> None:
+    pytest.importorskip("notetaker_transcribe", reason="the transcriber plugin is not installed")
+    meeting_id = _record(data)
+    out = CliRunner().invoke(cli, ["transcribe", str(meeting_id)])
+    assert out.exit_code == 0, out.output
+    notes = DataLayout(data).meeting_dir(meeting_id) / "notes"
+    assert f"wrote {notes / 'notes.md'}" in out.output
+    markdown = (notes / "notes.md").read_text()
+    assert "alice" in markdown and "bob" in markdown  # participants by name, not id
+    assert "standup" in markdown
+    assert "done" in CliRunner().invoke(cli, ["meetings", "--status", "done"]).output
+
+
+def test_export_writes_a_mix_and_each_track(data: Path, tmp_path: Path) -> None:
+    meeting_id = _record(data)
+    out_dir = tmp_path / "export"
+    out = CliRunner().invoke(cli, ["export", str(meeting_id), "-o", str(out_dir)])
+    assert out.exit_code == 0, out.output
+    files = sorted(p.name for p in out_dir.iterdir())
+    assert f"{meeting_id}-mix.opus" in files and len(files) == 3
+    with av.open(str(out_dir / f"{meeting_id}-mix.opus")) as mix:
+        seconds = sum(f.samples for f in mix.decode(audio=0)) / 48_000
+    assert abs(seconds - 2.0) <= 0.04
+
+
+def test_delete_removes_audio_and_rows(data: Path) -> None:
+    meeting_id = _record(data)
+    folder = DataLayout(data).meeting_dir(meeting_id)
+    assert folder.is_dir()
+    out = CliRunner().invoke(cli, ["delete", str(meeting_id), "--yes"])
+    assert out.exit_code == 0, out.output
+    assert not folder.exists()
+    assert CliRunner().invoke(cli, ["meetings"]).output.strip() == "no meetings"
+    again = CliRunner().invoke(cli, ["delete", str(meeting_id), "--yes"])
+    assert again.exit_code == 2 and f"no meeting {meeting_id}" in again.output
