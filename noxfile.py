@@ -210,6 +210,32 @@ def matrix_report(session: nox.Session) -> None:
     session.run("python3", "matrix/report.py", str(MATRIX_RESULTS), "--out", "matrix")
 
 
+#: Releases users were told to fall back to: py-cord 2.6.1 strips the endpoint's port and
+#: has no DAVE. Their field failures must show up in the simulator as they did on Discord.
+FIELD = {"pycord": ["2.6.1"]}
+
+
+@nox.session
+@nox.parametrize(("python", "name", "version"), _cells(FIELD))
+def field(session: nox.Session, name: str, version: str) -> None:
+    """An old release's field failures (4006 from port stripping, 4017 without DAVE) and
+    what `notetaker doctor` tells its users."""
+    session.install(
+        *TEST_DEPS,
+        "./core",
+        "-e",
+        "./simulator[media]",
+        f"./backends/{name}",
+        _library_requirement(name, version),
+    )
+    session.run(
+        "pytest",
+        "tests/matrix",
+        *session.posargs,
+        env={**_offline_env(session), "NOTETAKER_TEST_BACKEND": name},
+    )
+
+
 @nox.session(python=python_for("discordpy", NEWEST["discordpy"]))
 def demo(session: nox.Session) -> None:
     """The main job: a simulated meeting end to end (simulator -> bot -> recording ->
