@@ -17,7 +17,6 @@ from typing import TypeVar
 
 import pytest
 
-from notetaker.clock import SystemClock
 from notetaker.errors import VoiceStopped
 from notetaker.policy import DEFAULT_RULES, ReconnectPolicy
 from notetaker.session import (
@@ -38,8 +37,7 @@ discordsim = pytest.importorskip("discordsim")
 from discordsim.app import Simulator  # noqa: E402
 from discordsim.record import Entry  # noqa: E402
 from discordsim.scenarios import MODERN_MODES, SCENARIOS, Scenario  # noqa: E402
-from discordsim.testing.engine_adapter import MainGatewayClient  # noqa: E402
-from discordsim.tls import TestCA  # noqa: E402
+from discordsim.testing.engine_adapter import MainGatewayClient, engine_rig  # noqa: E402
 from discordsim.voice.gateway import VoiceSession  # noqa: E402
 from discordsim.voice.participants import ParticipantSpec, write_tone  # noqa: E402
 from discordsim.voice.server import VoiceServer  # noqa: E402
@@ -96,32 +94,15 @@ class Rig:
 
 @contextlib.asynccontextmanager
 async def rig(scenario: Scenario, speakers: tuple[ParticipantSpec, ...] = ()) -> AsyncIterator[Rig]:
-    ca = TestCA()
-    async with (
-        Simulator(lifetime=120) as sim,
-        VoiceServer(sim.world, scenario, record=sim.record, tls=ca, max_lifetime_s=120) as voice,
+    sink = WatchedSink()
+    async with engine_rig(scenario, speakers, policy=POLICY, sink=sink) as (
+        sim,
+        voice,
+        main,
+        link,
+        sup,
     ):
-        for spec in speakers:
-            voice.add_participant(spec)
-        bot = sim.world.bot.id
-        async with MainGatewayClient(sim.gateway_url, sim.token, bot) as main:
-            link = EngineLink(
-                main,
-                guild_id=sim.world.guild_id,
-                user_id=bot,
-                ssl_context=ca.client_context(),
-                voice_state_timeout=5.0,
-                handshake_timeout=10.0,
-            )
-            main.attach(link)
-            sup = Supervisor(link, POLICY, guild_id=sim.world.guild_id, clock=SystemClock())
-            sink = WatchedSink()
-            sup.set_sink(sink)
-            events = sup.events()
-            try:
-                yield Rig(sim, voice, main, link, sup, events, sink)
-            finally:
-                await sup.disconnect()
+        yield Rig(sim, voice, main, link, sup, sup.events(), sink)
 
 
 def identifies(record: list[Entry]) -> list[Entry]:

@@ -22,13 +22,11 @@ pytest.importorskip("notetaker")
 from discordsim.app import Simulator
 from discordsim.dave_participant import OPUS_SILENCE
 from discordsim.scenarios import SCENARIOS, Scenario
-from discordsim.testing.engine_adapter import MainGatewayClient
-from discordsim.tls import TestCA
+from discordsim.testing.engine_adapter import engine_rig
 from discordsim.voice.dave_delivery import MlsDelivery
 from discordsim.voice.participants import ParticipantSpec, decode_pcm
 from discordsim.voice.participants import write_tone as tone
 from discordsim.voice.server import VoiceServer
-from notetaker.clock import SystemClock
 from notetaker.errors import VoiceStopped
 from notetaker.policy import DEFAULT_RULES, ReconnectPolicy
 from notetaker.sink import AudioFrame, CaptureSink, Gap
@@ -76,7 +74,6 @@ class Rig:
 async def rig(
     scenario: Scenario, speakers: tuple[ParticipantSpec, ...] = (), *, dave: bool = True
 ) -> AsyncIterator[Rig]:
-    ca = TestCA()
     handlers: list[DaveProtocolHandler] = []
 
     def make_dave(creds: VoiceCredentials) -> DaveHandler:
@@ -85,31 +82,11 @@ async def rig(
         handlers.append(handler)
         return handler
 
-    async with (
-        Simulator(lifetime=120) as sim,
-        VoiceServer(sim.world, scenario, record=sim.record, tls=ca, max_lifetime_s=120) as voice,
-    ):
-        for spec in speakers:
-            voice.add_participant(spec)
-        bot = sim.world.bot.id
-        async with MainGatewayClient(sim.gateway_url, sim.token, bot) as main:
-            link = EngineLink(
-                main,
-                guild_id=sim.world.guild_id,
-                user_id=bot,
-                ssl_context=ca.client_context(),
-                voice_state_timeout=5.0,
-                handshake_timeout=10.0,
-                dave=make_dave if dave else None,
-            )
-            main.attach(link)
-            sup = Supervisor(link, POLICY, guild_id=sim.world.guild_id, clock=SystemClock())
-            sink = WatchedSink()
-            sup.set_sink(sink)
-            try:
-                yield Rig(sim, voice, link, sup, sink, handlers)
-            finally:
-                await sup.disconnect()
+    sink = WatchedSink()
+    async with engine_rig(
+        scenario, speakers, policy=POLICY, sink=sink, dave=make_dave if dave else None
+    ) as (sim, voice, _main, link, sup):
+        yield Rig(sim, voice, link, sup, sink, handlers)
 
 
 def decoded(frames: list[AudioFrame]) -> np.ndarray:

@@ -152,3 +152,54 @@ class MainGatewayClient(GatewayAdapter):
         while True:
             await self._send(1, self._seq)
             await asyncio.sleep(interval)
+
+
+@contextlib.asynccontextmanager
+async def engine_rig(
+    scenario: Any,
+    speakers: tuple[Any, ...] = (),
+    *,
+    policy: Any,
+    sink: Any,
+    dave: Any = None,
+    lifetime: float = 120.0,
+) -> Any:
+    """A simulator (main + voice, ``scenario``, scripted ``speakers``) with core's engine
+    connected to it through :class:`MainGatewayClient`, driven by a real Supervisor with
+    ``policy``, delivering to ``sink``. Yields ``(sim, voice, main, link, supervisor)``; the
+    supervisor disconnects on exit. ``dave`` is the engine's DAVE handler factory (None:
+    the engine offers no DAVE)."""
+    from discordsim.app import Simulator
+    from discordsim.tls import TestCA
+    from discordsim.voice.server import VoiceServer
+    from notetaker.clock import SystemClock
+    from notetaker.supervisor import Supervisor
+    from notetaker.voice.link import EngineLink
+
+    ca = TestCA()
+    async with (
+        Simulator(lifetime=lifetime) as sim,
+        VoiceServer(
+            sim.world, scenario, record=sim.record, tls=ca, max_lifetime_s=lifetime
+        ) as voice,
+    ):
+        for spec in speakers:
+            voice.add_participant(spec)
+        bot = sim.world.bot.id
+        async with MainGatewayClient(sim.gateway_url, sim.token, bot) as main:
+            link = EngineLink(
+                main,
+                guild_id=sim.world.guild_id,
+                user_id=bot,
+                ssl_context=ca.client_context(),
+                voice_state_timeout=5.0,
+                handshake_timeout=10.0,
+                dave=dave,
+            )
+            main.attach(link)
+            sup = Supervisor(link, policy, guild_id=sim.world.guild_id, clock=SystemClock())
+            sup.set_sink(sink)
+            try:
+                yield sim, voice, main, link, sup
+            finally:
+                await sup.disconnect()
