@@ -10,10 +10,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import pytest
 
@@ -27,7 +27,6 @@ from notetaker.session import (
     VoiceEvent,
     VoiceState,
 )
-from notetaker.sink import AudioFrame, CaptureSink, Gap
 from notetaker.supervisor import EventSubscription, Supervisor
 from notetaker.voice.link import EngineLink
 from notetaker.voice.transport_crypto import choose_mode
@@ -37,7 +36,7 @@ discordsim = pytest.importorskip("discordsim")
 from discordsim.app import Simulator  # noqa: E402
 from discordsim.record import Entry  # noqa: E402
 from discordsim.scenarios import MODERN_MODES, SCENARIOS, Scenario  # noqa: E402
-from discordsim.testing.engine_adapter import MainGatewayClient, engine_rig  # noqa: E402
+from discordsim.testing.engine_adapter import MainGatewayClient, engine_rig, watched_sink  # noqa: E402
 from discordsim.voice.gateway import VoiceSession  # noqa: E402
 from discordsim.voice.participants import ParticipantSpec, write_tone  # noqa: E402
 from discordsim.voice.server import VoiceServer  # noqa: E402
@@ -48,28 +47,6 @@ WAIT = 15.0
 E = TypeVar("E", bound=VoiceEvent)
 
 
-class WatchedSink(CaptureSink):
-    """A capture sink that wakes waiters on every write and gap."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.changed = asyncio.Event()
-
-    def write(self, frame: AudioFrame) -> None:
-        super().write(frame)
-        self.changed.set()
-
-    def gap(self, gap: Gap) -> None:
-        super().gap(gap)
-        self.changed.set()
-
-    async def until(self, done: Callable[[], bool], within: float = WAIT) -> None:
-        async with asyncio.timeout(within):
-            while not done():
-                self.changed.clear()
-                await self.changed.wait()
-
-
 @dataclass
 class Rig:
     sim: Simulator
@@ -78,7 +55,7 @@ class Rig:
     link: EngineLink
     sup: Supervisor
     events: EventSubscription
-    sink: WatchedSink
+    sink: Any  #: discordsim.testing.engine_adapter.watched_sink()
 
     def server_session(self) -> VoiceSession:
         return next(s for s in self.voice.sessions.values() if s.user_id == self.sim.world.bot.id)
@@ -94,7 +71,7 @@ class Rig:
 
 @contextlib.asynccontextmanager
 async def rig(scenario: Scenario, speakers: tuple[ParticipantSpec, ...] = ()) -> AsyncIterator[Rig]:
-    sink = WatchedSink()
+    sink = watched_sink(WAIT)
     async with engine_rig(scenario, speakers, policy=POLICY, sink=sink) as (
         sim,
         voice,

@@ -13,6 +13,7 @@ import contextlib
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -22,14 +23,14 @@ pytest.importorskip("notetaker")
 from discordsim.app import Simulator
 from discordsim.dave_participant import OPUS_SILENCE
 from discordsim.scenarios import SCENARIOS, Scenario
-from discordsim.testing.engine_adapter import engine_rig
+from discordsim.testing.engine_adapter import engine_rig, watched_sink
 from discordsim.voice.dave_delivery import MlsDelivery
 from discordsim.voice.participants import ParticipantSpec, decode_pcm
 from discordsim.voice.participants import write_tone as tone
 from discordsim.voice.server import VoiceServer
 from notetaker.errors import VoiceStopped
 from notetaker.policy import DEFAULT_RULES, ReconnectPolicy
-from notetaker.sink import AudioFrame, CaptureSink, Gap
+from notetaker.sink import AudioFrame, CaptureSink
 from notetaker.supervisor import Supervisor
 from notetaker.voice.dave import DAVE_MARKER, DaveProtocolHandler
 from notetaker.voice.gateway import DaveHandler, VoiceCredentials
@@ -41,29 +42,13 @@ WAIT = 20.0
 RATE = 48_000
 
 
-class WatchedSink(CaptureSink):
-    """A capture sink that wakes waiters on every write and gap."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.changed = asyncio.Event()
-
-    def write(self, frame: AudioFrame) -> None:
-        super().write(frame)
-        self.changed.set()
-
-    def gap(self, gap: Gap) -> None:
-        super().gap(gap)
-        self.changed.set()
-
-
 @dataclass
 class Rig:
     sim: Simulator
     voice: VoiceServer
     link: EngineLink
     sup: Supervisor
-    sink: WatchedSink
+    sink: Any  #: discordsim.testing.engine_adapter.watched_sink()
     handlers: list[DaveProtocolHandler] = field(default_factory=list)
 
     def uid(self, name: str) -> int:
@@ -82,7 +67,7 @@ async def rig(
         handlers.append(handler)
         return handler
 
-    sink = WatchedSink()
+    sink = watched_sink()
     async with engine_rig(
         scenario, speakers, policy=POLICY, sink=sink, dave=make_dave if dave else None
     ) as (sim, voice, _main, link, sup):

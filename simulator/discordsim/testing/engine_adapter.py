@@ -203,3 +203,30 @@ async def engine_rig(
                 yield sim, voice, main, link, sup
             finally:
                 await sup.disconnect()
+
+
+def watched_sink(default_wait: float = 15.0) -> Any:
+    """A :class:`notetaker.sink.CaptureSink` that wakes waiters on every write and gap:
+    ``changed`` is set each time, and ``await sink.until(done)`` waits for a condition."""
+    from notetaker.sink import AudioFrame, CaptureSink, Gap
+
+    class WatchedSink(CaptureSink):
+        def __init__(self) -> None:
+            super().__init__()
+            self.changed = asyncio.Event()
+
+        def write(self, frame: AudioFrame) -> None:
+            super().write(frame)
+            self.changed.set()
+
+        def gap(self, gap: Gap) -> None:
+            super().gap(gap)
+            self.changed.set()
+
+        async def until(self, done: Any, within: float = default_wait) -> None:
+            async with asyncio.timeout(within):
+                while not done():
+                    self.changed.clear()
+                    await self.changed.wait()
+
+    return WatchedSink()
