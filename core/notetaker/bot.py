@@ -15,7 +15,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Literal, Protocol
 
 from notetaker.commands import CommandContext, Member
 from notetaker.config import Settings
@@ -36,16 +36,40 @@ FOLLOWUP_WINDOW_S = 14 * 60
 
 
 @dataclass(frozen=True, slots=True)
+class OptionSpec:
+    """An optional option of a slash command. ``kind`` is ``string`` or ``boolean``;
+    ``max_length`` bounds a string option's length."""
+
+    name: str
+    kind: Literal["string", "boolean"]
+    description: str
+    max_length: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class CommandSpec:
     """A slash command every backend registers, from this one table."""
 
     name: str
     description: str
+    options: tuple[OptionSpec, ...] = ()
 
 
 COMMANDS: tuple[CommandSpec, ...] = (
     CommandSpec("joinvoice", "Join your voice channel"),
-    CommandSpec("startnotes", "Start recording meeting notes in your voice channel"),
+    CommandSpec(
+        "startnotes",
+        "Start recording meeting notes in your voice channel",
+        (
+            OptionSpec("captions", "boolean", "Post live captions in a thread while recording"),
+            OptionSpec(
+                "language",
+                "string",
+                "Spoken language: a code such as en or de, or auto to detect it per speaker",
+                max_length=16,
+            ),
+        ),
+    ),
     CommandSpec("stopnotes", "Stop recording and post the meeting notes"),
     CommandSpec("leave", "Stop any recording and leave the voice channel"),
     CommandSpec("notesstatus", "Show whether notes are being taken, for how long, and who spoke"),
@@ -62,8 +86,22 @@ class Platform(ABC):
         """A new, unconnected voice session for ``guild_id`` on the configured transport."""
 
     @abstractmethod
-    async def send_message(self, channel_id: int, text: str, files: Sequence[Path] = ()) -> None:
-        """Post in a text channel."""
+    async def send_message(
+        self, channel_id: int, text: str, files: Sequence[Path] = ()
+    ) -> int | None:
+        """Post in a text channel or thread; the new message's id (None if unknown).
+
+        Raises :class:`~notetaker.errors.RateLimited` when Discord keeps answering 429.
+        """
+
+    @abstractmethod
+    async def edit_message(self, channel_id: int, message_id: int, text: str) -> None:
+        """Replace the text of one of the bot's messages."""
+
+    @abstractmethod
+    async def create_thread(self, channel_id: int, message_id: int, name: str) -> int:
+        """Start a public thread from a message; returns the thread's id, which
+        :meth:`send_message` accepts as a channel id. Raises NotetakerError if it cannot."""
 
     @abstractmethod
     async def set_nickname(self, guild_id: int, nickname: str | None) -> bool:

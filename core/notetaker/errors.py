@@ -9,6 +9,8 @@ Backends translate their library's exceptions into these in one place
     │   └── UnknownBackendError
     ├── PluginError
     ├── PermissionDenied
+    ├── PlatformError              (Discord refused a message, edit or thread)
+    │   └── RateLimited            (429 after the library's own retries)
     ├── VoiceError
     │   ├── VoiceClosed            (the voice gateway closed with a code)
     │   ├── VoiceStopped           (the policy gave up; carries a user-facing reason)
@@ -51,6 +53,23 @@ class PluginError(NotetakerError):
 
 class PermissionDenied(NotetakerError):
     """The member who asked is not allowed to do this (shown to them ephemerally)."""
+
+
+class PlatformError(NotetakerError):
+    """Discord refused a message, an edit or a thread (the backend's translation of its
+    library's HTTP errors). ``status`` is the HTTP status, when there was one."""
+
+    def __init__(self, message: str, status: int | None = None) -> None:
+        self.status = status
+        super().__init__(message)
+
+
+class RateLimited(PlatformError):
+    """Discord answered 429 and the library gave up retrying; wait ``retry_after`` s."""
+
+    def __init__(self, message: str, retry_after: float) -> None:
+        self.retry_after = retry_after
+        super().__init__(message, 429)
 
 
 class VoiceError(NotetakerError):

@@ -1,23 +1,23 @@
 """The speech-to-text seam: what a transcriber is given and what it returns.
 
-Each Discord user arrives as their own recorded track, so a transcriber never has to
-tell speakers apart: it transcribes one track at a time and the speaker of every
-segment is the track's user. Times in the result are on the *meeting* clock (seconds
-since the meeting started), so segments from different tracks merge by sorting.
+Each Discord user is recorded as their own track, so a transcriber never has to tell
+speakers apart. The receive side cuts every speaker's stream into *utterances* at the
+pauses the speaker's client leaves (see :mod:`notetaker.live.cutter`); a transcriber is
+given a batch of utterances, each already decoded to 16 kHz mono PCM, and returns the
+segments heard in each. Times in the result are on the *meeting* clock (seconds since the
+meeting started), so segments of different speakers merge by sorting.
 
 Engines live in plugins (``notetaker-transcribe``); this module imports nothing heavy.
 """
 
 from __future__ import annotations
 
-import asyncio
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
 
-#: Called with the fraction done, 0.0 to 1.0. May be called from a worker thread.
-Progress = Callable[[float], None]
+#: Sample rate of :attr:`UtteranceAudio.pcm`: what Whisper models take.
+PCM_RATE = 16_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,74 +42,62 @@ class Segment:
 
 
 @dataclass(frozen=True, slots=True)
-class TrackInput:
-    """One speaker's recorded track.
+class UtteranceAudio:
+    """One speaker's utterance, decoded: ``pcm`` is 16 kHz mono s16le.
 
-    ``offset_s``: where the track's first sample lies on the meeting clock. A
-    transcriber adds it to every time it finds in the file.
+    ``start_s``: where the first sample lies on the meeting clock. ``language``: an
+    ISO 639-1 code to transcribe in, or None to detect it (an English-only model always
+    uses ``en``).
     """
 
     user_id: int
-    display_name: str
-    path: Path
-    offset_s: float = 0.0
+    start_s: float
+    pcm: bytes
+    language: str | None = None
+
+    @property
+    def duration_s(self) -> float:
+        return len(self.pcm) / 2 / PCM_RATE
+
+
+@dataclass(frozen=True, slots=True)
+class UtteranceResult:
+    """What was heard in one utterance.
+
+    ``segments`` carry meeting-clock times and the utterance's user id; an utterance with
+    no speech (noise, music, breathing) has none. ``language`` is the language used, or
+    detected (with ``language_probability``) when none was given. ``rejected`` counts the
+    segments the hallucination guard threw away, by reason (``no_speech``, ``low_logprob``,
+    ``repetitive``, ``non_speech``).
+    """
+
+    segments: tuple[Segment, ...]
+    language: str | None = None
+    language_probability: float = 0.0
+    rejected: tuple[tuple[str, int], ...] = ()
 
 
 class Transcriber(ABC):
     """A speech-to-text engine.
 
-    :meth:`transcribe` is blocking and CPU/GPU bound: call it from a worker thread
-    (:func:`transcribe_tracks` does), never on the event loop.
+    :meth:`transcribe_utterances` is blocking and CPU/GPU bound: it runs on the
+    transcription queue's worker, never on the event loop. ``batch_size`` is how many
+    utterances the engine wants per call (1 for CPU engines; a GPU engine batches).
     """
 
     name: str = "?"
+    batch_size: int = 1
+
+    def load(self) -> None:  # noqa: B027 - optional hook: engines that load lazily
+        """Load the model now rather than on the first utterance."""
 
     @abstractmethod
-    def transcribe(self, track: TrackInput, progress: Progress | None = None) -> list[Segment]:
-        """Transcribe ``track``; segments in time order with meeting-clock times.
+    def transcribe_utterances(self, batch: Sequence[UtteranceAudio]) -> list[UtteranceResult]:
+        """One result per utterance, in the order given.
 
-        ``progress``, if given, is called with the fraction of the track done.
+        Raises :class:`~notetaker.errors.TranscriptionError` if the engine fails; the
+        queue then reports the failure for the whole batch.
         """
 
     def close(self) -> None:  # noqa: B027 - optional hook, most engines hold nothing
         """Release the model. The default holds nothing to release."""
-
-
-@dataclass
-class _TrackProgress:
-    """Turns per-track fractions into an overall fraction weighted equally per track."""
-
-    total: int
-    callback: Progress
-    last: float = 0.0
-
-    def for_track(self, index: int) -> Progress:
-        def report(fraction: float) -> None:
-            value = (index + min(max(fraction, 0.0), 1.0)) / self.total
-            # Never report going backwards: engines may re-estimate their duration.
-            if value > self.last:
-                self.last = value
-                self.callback(value)
-
-        return report
-
-
-async def transcribe_tracks(
-    transcriber: Transcriber,
-    tracks: Sequence[TrackInput],
-    progress: Progress | None = None,
-) -> list[Segment]:
-    """Transcribe every track, each in a worker thread; all segments by start time.
-
-    Tracks run one after another: a Whisper model already uses every core it is given,
-    and running two at once would only double the memory. ``progress`` receives the
-    overall fraction done, called from the worker thread.
-    """
-    segments: list[Segment] = []
-    tracker = _TrackProgress(len(tracks), progress) if progress is not None and tracks else None
-    for index, track in enumerate(tracks):
-        report = tracker.for_track(index) if tracker is not None else None
-        segments.extend(await asyncio.to_thread(transcriber.transcribe, track, report))
-    if progress is not None:
-        progress(1.0)
-    return sorted(segments, key=lambda s: (s.start, s.end, s.user_id))
