@@ -530,7 +530,10 @@ segments = st.lists(
         st.integers(1, 100),  # packets spoken
         st.integers(0, 600),  # then frames of pause (0: none) ...
         st.sampled_from(["same", "lost", "new-base", "new-ssrc"]),  # ... of this kind
-        st.integers(10 * RATE, 2**32 - 10 * RATE),  # RTP base change, at least 10 s away
+        # RTP base change. At least 15 s away, so that with a pause of up to 12 s the new
+        # timestamps never land within max_late_s behind the last packet: a packet there
+        # is indistinguishable from a late duplicate and rightly dropped.
+        st.integers(15 * RATE, 2**32 - 15 * RATE),
     ),
     min_size=1,
     max_size=12,
