@@ -33,6 +33,7 @@ from discordsim.interactions import (
     Message,
     interaction_payload,
 )
+from discordsim.ratelimit import RateLimits
 from discordsim.record import Record
 from discordsim.rest import Rest, bot_token_for
 from discordsim.world import Channel, User, VoiceStateRec, World
@@ -47,8 +48,10 @@ class Simulator:
 
     Attributes tests use: ``world``, ``record``, ``token`` (the bot's test token),
     ``commands`` (registered application commands), ``messages`` (everything the bot
-    posted), ``invocations`` (by interaction token), ``gateway``, and the URLs
-    ``base_url``, ``api_base`` and ``gateway_url``.
+    posted), ``invocations`` (by interaction token), ``gateway``, ``rate_limits``
+    (Discord's per-channel message limits: on unless ``rate_limits=False``; switch them
+    with ``sim.rate_limits.enabled``), and the URLs ``base_url``, ``api_base`` and
+    ``gateway_url``.
     """
 
     def __init__(
@@ -60,6 +63,7 @@ class Simulator:
         token: str | None = None,
         heartbeat_interval_ms: int = 41250,
         lifetime: float | None = 600.0,
+        rate_limits: bool = True,
     ) -> None:
         if not ipaddress.ip_address(host).is_loopback:
             raise ValueError(f"the simulator only listens on loopback, not {host}")
@@ -75,6 +79,7 @@ class Simulator:
         self.messages: list[Message] = []
         self.attachments: dict[int, Attachment] = {}
         self.invocations: dict[str, Invocation] = {}
+        self.rate_limits = RateLimits(enabled=rate_limits)
         self.gateway = Gateway(
             self.world,
             self.record,

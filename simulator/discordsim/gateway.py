@@ -434,7 +434,14 @@ class Gateway:
                 {k: v for k, v in c.to_json(w.guild_id).items() if k != "guild_id"}
                 for c in w.channels.values()
             ],
-            "threads": [],
+            "threads": [
+                {
+                    k: v
+                    for k, v in t.to_json(w.guild_id, member_id=w.bot.id).items()
+                    if k != "guild_id"
+                }
+                for t in w.threads.values()
+            ],
             "members": [w.member_json(uid) for uid in w.users],
             "presences": [],
             "stage_instances": [],

@@ -175,6 +175,10 @@ class Message:
             "flags": self.flags,
             "components": [],
         }
+        thread = world.threads.get(self.id)
+        if thread is not None:
+            # A thread started from this message: Discord embeds the thread channel.
+            data["thread"] = thread.to_json(world.guild_id)
         if self.webhook_id is not None:
             data["webhook_id"] = str(self.webhook_id)
         if self.interaction_id is not None:

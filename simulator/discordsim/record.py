@@ -10,10 +10,16 @@ each with a ``kind`` string and a small dict of data. Kinds written by the main 
 ``gateway.close``    a gateway connection ended (``conn``, ``code``, ``by``: client/server)
 ``rest``             a REST call (``method``, ``path``, ``route``, ``status``, ``json``, ``files``)
 ``rest.unknown``     a REST call no route knows (answered 404, as Discord does)
+``rest.rate_limited``  a REST call over its route's limit, answered 429 (``method``, ``path``,
+                     ``route``, ``bucket``, ``channel_id``, ``retry_after``); rate limited
+                     routes' ``rest`` entries carry ``ratelimit`` (``bucket``, ``remaining``)
 ``command.sync``     the application's commands changed (``scope``: global/guild id, ``names``)
 ``interaction``      an interaction was sent to the bot (``id``, ``name``, ``user_id``)
 ``interaction.response``  the bot answered one (``id``, ``via``, ``type``, ``json``, ``files``)
-``message``          a message was created or edited (``channel_id``, ``content``, ``files``)
+``message``          a message was created or edited (``channel_id``, ``content``, ``files``);
+                     in a thread, ``channel_id`` is the thread's id
+``thread.create``    a thread was started from a message (``id``, ``parent_id``,
+                     ``message_id``, ``name``, ``owner_id``)
 ``member.update``    a member was edited (``user_id``, ``nick``)
 ``voice.state``      a voice state changed after op 4 (``user_id``, ``channel_id``, ``session_id``)
 

@@ -1,16 +1,19 @@
 """The REST subset (``/api/v{n}/...``) that the three libraries use to log in and to
 answer slash commands: users, gateway, application, commands, interactions, webhooks,
-channel messages (with attachments), guild members.
+channel messages (with attachments), threads started from messages, guild members.
 
 Every call is recorded (kind ``rest``); a call no route knows is recorded as
 ``rest.unknown`` and answered 404 the way Discord does, so a missing route shows up in
-the record instead of as a mystery.
+the record instead of as a mystery. Creating and editing channel messages are rate
+limited per channel as on Discord (:mod:`discordsim.ratelimit`); each refusal is a 429,
+recorded as ``rest.rate_limited``.
 """
 
 from __future__ import annotations
 
 import base64
 import json
+import math
 import re
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -28,13 +31,21 @@ from discordsim.interactions import (
     Invocation,
     Message,
 )
-from discordsim.world import snowflake
+from discordsim.ratelimit import Verdict, bucket_hash
+from discordsim.world import ARCHIVE_DURATIONS, snowflake
 
 if TYPE_CHECKING:
     from discordsim.app import Simulator
 
+FLAG_HAS_THREAD = 1 << 5
 FLAG_EPHEMERAL = 1 << 6
 FLAG_LOADING = 1 << 7
+#: Gateway intents of the dispatches sent here.
+INTENT_GUILDS = 1 << 0
+INTENT_GUILD_MESSAGES = 1 << 9
+#: What every API answer says it came through; the libraries take a 429 without it
+#: for a Cloudflare ban and stop retrying.
+VIA = "1.1 google"
 
 
 @dataclass
@@ -63,6 +74,7 @@ class RestRequest:
 class RestReply:
     status: int = 200
     json: Any = None
+    headers: dict[str, str] = field(default_factory=dict)
 
 
 class RestError(Exception):
@@ -85,6 +97,9 @@ class _Route:
     pattern: re.Pattern[str]
     handler: Handler
     auth: bool
+    #: the rate limit bucket's hash, for the routes that have one (major parameter:
+    #: the channel id)
+    bucket: str | None = None
 
 
 def _compile(template: str) -> re.Pattern[str]:
@@ -129,10 +144,16 @@ class Rest:
         r("DELETE", msg, self.delete_webhook_message, auth=False)
         # Channels and messages.
         r("GET", "/channels/{channel_id}", self.get_channel)
-        r("POST", "/channels/{channel_id}/messages", self.create_message)
+        r("POST", "/channels/{channel_id}/messages", self.create_message, bucket="messages.create")
         r("GET", "/channels/{channel_id}/messages", self.list_messages)
         r("GET", "/channels/{channel_id}/messages/{message_id}", self.get_message)
-        r("PATCH", "/channels/{channel_id}/messages/{message_id}", self.edit_message)
+        r(
+            "PATCH",
+            "/channels/{channel_id}/messages/{message_id}",
+            self.edit_message,
+            bucket="messages.edit",
+        )
+        r("POST", "/channels/{channel_id}/messages/{message_id}/threads", self.start_thread)
         r("DELETE", "/channels/{channel_id}/messages/{message_id}", self.delete_message)
         r("POST", "/channels/{channel_id}/typing", self.typing)
         # Guild.
@@ -147,8 +168,17 @@ class Rest:
         r("GET", "/guilds/{guild_id}/members/{user_id}", self.get_member)
         r("PATCH", "/guilds/{guild_id}/members/{user_id}", self.edit_member)
 
-    def _route(self, method: str, template: str, handler: Handler, *, auth: bool = True) -> None:
-        self.routes.append(_Route(method, template, _compile(template), handler, auth))
+    def _route(
+        self,
+        method: str,
+        template: str,
+        handler: Handler,
+        *,
+        auth: bool = True,
+        bucket: str | None = None,
+    ) -> None:
+        hashed = None if bucket is None else bucket_hash(bucket)
+        self.routes.append(_Route(method, template, _compile(template), handler, auth, hashed))
 
     # --- plumbing --------------------------------------------------------------------
 
@@ -174,18 +204,62 @@ class Rest:
                 raise RestError(404, "404: Not Found")
             if route.auth and request.headers.get("Authorization") != f"Bot {self.sim.token}":
                 raise RestError(401, "401: Unauthorized")
-            reply = await route.handler(req)
+            verdict = self._rate_limit(route, params)
+            if verdict is not None and not verdict.allowed:
+                reply = self._rate_limited(verdict, entry, params)
+            else:
+                reply = await self._run(route, req)
+            if verdict is not None:
+                reply.headers.update(verdict.headers)
+                entry["ratelimit"] = {"bucket": verdict.bucket, "remaining": verdict.remaining}
         except RestError as exc:
             reply = RestReply(exc.status, {"message": exc.message, "code": exc.code})
         self.sim.record.add("rest", status=reply.status, **entry)
+        headers = {"Via": VIA, **reply.headers}
         if reply.status == 204 or reply.json is None:
-            return web.Response(status=204)
+            return web.Response(status=204, headers=headers)
         # The libraries compare the content type exactly, so no "; charset=" suffix.
         return web.Response(
             status=reply.status,
             body=json.dumps(reply.json).encode(),
-            headers={"Content-Type": "application/json"},
+            headers={**headers, "Content-Type": "application/json"},
         )
+
+    async def _run(self, route: _Route, req: RestRequest) -> RestReply:
+        # A handler's refusal still answers with the bucket's headers, as Discord's do.
+        try:
+            return await route.handler(req)
+        except RestError as exc:
+            return RestReply(exc.status, {"message": exc.message, "code": exc.code})
+
+    def _rate_limit(self, route: _Route, params: dict[str, str]) -> Verdict | None:
+        limits = self.sim.rate_limits
+        if route.bucket is None or not limits.enabled:
+            return None
+        return limits.take(route.bucket, params["channel_id"])
+
+    def _rate_limited(
+        self, verdict: Verdict, entry: dict[str, Any], params: dict[str, str]
+    ) -> RestReply:
+        """Discord's answer to a request over a route's limit: the body says how long to
+        wait (``retry_after``, seconds as a float), so does ``Retry-After`` (whole seconds)."""
+        retry_after = verdict.retry_after
+        self.sim.record.add(
+            "rest.rate_limited",
+            method=entry["method"],
+            path=entry["path"],
+            route=entry["route"],
+            bucket=verdict.bucket,
+            channel_id=int(params["channel_id"]),
+            retry_after=retry_after,
+        )
+        body = {
+            "message": "You are being rate limited.",
+            "retry_after": retry_after,
+            "global": False,
+        }
+        headers = {"Retry-After": str(max(1, math.ceil(retry_after))), "X-RateLimit-Scope": "user"}
+        return RestReply(429, body, headers)
 
     def _match(self, method: str, path: str) -> tuple[_Route | None, dict[str, str]]:
         for route in self.routes:
@@ -543,14 +617,20 @@ class Rest:
     # --- channels --------------------------------------------------------------------
 
     def _channel(self, req: RestRequest) -> int:
+        """The channel (or thread) of the path; 404 if the world has none by that id."""
         channel_id = req.snowflake("channel_id")
-        if channel_id not in self.sim.world.channels:
+        w = self.sim.world
+        if channel_id not in w.channels and channel_id not in w.threads:
             raise RestError(404, "Unknown Channel", 10003)
         return channel_id
 
     async def get_channel(self, req: RestRequest) -> RestReply:
-        ch = self.sim.world.channels[self._channel(req)]
-        return _ok(ch.to_json(self.sim.world.guild_id))
+        w = self.sim.world
+        channel_id = self._channel(req)
+        thread = w.threads.get(channel_id)
+        if thread is not None:
+            return _ok(thread.to_json(w.guild_id, member_id=w.bot.id))
+        return _ok(w.channels[channel_id].to_json(w.guild_id))
 
     async def create_message(self, req: RestRequest) -> RestReply:
         channel_id = self._channel(req)
@@ -558,10 +638,14 @@ class Rest:
         if not (body.get("content") or body.get("embeds") or req.files or body.get("sticker_ids")):
             raise RestError(400, "Cannot send an empty message", 50006)
         msg = self._new_message(channel_id, body, req.files)
+        thread = self.sim.world.threads.get(channel_id)
+        if thread is not None:
+            thread.message_count += 1
+            thread.last_message_id = msg.id
         self._record_message(msg, "channel")
         data = self._message_json(msg)
         await self.sim.gateway.dispatch(
-            self.sim.world.bot.id, "MESSAGE_CREATE", data, intent=1 << 9
+            self.sim.world.bot.id, "MESSAGE_CREATE", data, intent=INTENT_GUILD_MESSAGES
         )
         return _ok(data)
 
@@ -595,6 +679,46 @@ class Rest:
     async def delete_message(self, req: RestRequest) -> RestReply:
         self._channel_message(req).deleted = True
         return _ok()
+
+    async def start_thread(self, req: RestRequest) -> RestReply:
+        """Start Thread from Message: a public thread whose id is the message's id. The
+        bot (its creator) joins it; THREAD_CREATE (``newly_created``) and the starter
+        message's MESSAGE_UPDATE go out, as Discord sends them."""
+        w = self.sim.world
+        channel_id = self._channel(req)
+        if channel_id in w.threads or w.channels[channel_id].kind != 0:
+            raise RestError(400, "Cannot execute action on this channel type", 50024)
+        msg = self._channel_message(req)
+        if msg.id in w.threads:
+            raise RestError(400, "A thread has already been created for this message", 160004)
+        body = req.json if isinstance(req.json, dict) else {}
+        name = body.get("name")
+        duration = body.get("auto_archive_duration") or 1440
+        slowmode = body.get("rate_limit_per_user") or 0
+        if not isinstance(name, str) or not 1 <= len(name) <= 100:
+            raise RestError(400, "Invalid Form Body", 50035)
+        if duration not in ARCHIVE_DURATIONS or not 0 <= int(slowmode) <= 21600:
+            raise RestError(400, "Invalid Form Body", 50035)
+        thread = w.add_thread(channel_id, msg.id, name, w.bot.id)
+        thread.auto_archive_duration = int(duration)
+        thread.rate_limit_per_user = int(slowmode)
+        msg.flags |= FLAG_HAS_THREAD
+        self.sim.record.add(
+            "thread.create",
+            id=thread.id,
+            parent_id=channel_id,
+            message_id=msg.id,
+            name=name,
+            owner_id=thread.owner_id,
+        )
+        data = thread.to_json(w.guild_id, member_id=w.bot.id)
+        await self.sim.gateway.dispatch(
+            w.bot.id, "THREAD_CREATE", {**data, "newly_created": True}, intent=INTENT_GUILDS
+        )
+        await self.sim.gateway.dispatch(
+            w.bot.id, "MESSAGE_UPDATE", self._message_json(msg), intent=INTENT_GUILD_MESSAGES
+        )
+        return _ok(data, 201)
 
     async def typing(self, req: RestRequest) -> RestReply:
         self._channel(req)

@@ -75,6 +75,65 @@ class Channel:
         return data
 
 
+#: Channel type of a public thread (Discord's numbering); text channels are 0.
+THREAD_PUBLIC = 11
+#: The archive durations (minutes) Discord accepts for a thread.
+ARCHIVE_DURATIONS = frozenset({60, 1440, 4320, 10080})
+#: Timestamps in the simulated world: one fixed instant, as messages use.
+_TIMESTAMP = "2026-01-01T00:00:00.000000+00:00"
+
+
+@dataclass
+class Thread:
+    """A public thread started from a message. As on Discord, its id is the starter
+    message's id, and it is a channel: messages are posted to and edited in its id."""
+
+    id: int
+    parent_id: int
+    name: str
+    owner_id: int
+    auto_archive_duration: int = 1440
+    rate_limit_per_user: int = 0
+    #: messages sent in it (the starter message is not one of them)
+    message_count: int = 0
+    last_message_id: int | None = None
+    #: who has joined; the creator joins on creation
+    member_ids: set[int] = field(default_factory=set)
+
+    def to_json(self, guild_id: int, *, member_id: int | None = None) -> dict[str, Any]:
+        """The thread channel object; with ``member_id``, that user's thread member
+        (``member``), as Discord adds for the current user where it has joined."""
+        data: dict[str, Any] = {
+            "id": str(self.id),
+            "type": THREAD_PUBLIC,
+            "guild_id": str(guild_id),
+            "parent_id": str(self.parent_id),
+            "owner_id": str(self.owner_id),
+            "name": self.name,
+            "last_message_id": None if self.last_message_id is None else str(self.last_message_id),
+            "rate_limit_per_user": self.rate_limit_per_user,
+            "flags": 0,
+            "message_count": self.message_count,
+            "total_message_sent": self.message_count,
+            "member_count": len(self.member_ids),
+            "thread_metadata": {
+                "archived": False,
+                "auto_archive_duration": self.auto_archive_duration,
+                "archive_timestamp": _TIMESTAMP,
+                "locked": False,
+                "create_timestamp": _TIMESTAMP,
+            },
+        }
+        if member_id is not None and member_id in self.member_ids:
+            data["member"] = {
+                "id": str(self.id),
+                "user_id": str(member_id),
+                "join_timestamp": _TIMESTAMP,
+                "flags": 0,
+            }
+        return data
+
+
 # Permission bits (Discord's values) that the simulated guild hands out by default: enough to
 # read and write the text channel, attach files, join and speak in voice and use commands.
 PERM_ADMINISTRATOR = 1 << 3
@@ -187,6 +246,8 @@ class World:
     nicks: dict[int, str] = field(default_factory=dict)
     #: the guild owner (gets every permission); None means nobody in the world owns it
     owner_id: int | None = None
+    #: thread id -> thread (threads are channels too, but not listed among ``channels``)
+    threads: dict[int, Thread] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if not self.application_id:
@@ -208,6 +269,12 @@ class World:
         ch = Channel(snowflake(), name, kind, position=len(self.channels))
         self.channels[ch.id] = ch
         return ch
+
+    def add_thread(self, parent_id: int, message_id: int, name: str, owner_id: int) -> Thread:
+        """Start a public thread from message ``message_id`` of channel ``parent_id``."""
+        thread = Thread(message_id, parent_id, name, owner_id, member_ids={owner_id})
+        self.threads[thread.id] = thread
+        return thread
 
     def add_user(self, name: str, *, bot: bool = False) -> User:
         u = User(snowflake(), name, bot=bot)
