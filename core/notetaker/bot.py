@@ -17,10 +17,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, Protocol
 
-from notetaker.commands import CommandContext, Member
+from notetaker.commands import MESSAGE_LIMIT, CommandContext, Member
 from notetaker.config import Settings
 from notetaker.consent import ConsentStore, OptOutFilter
 from notetaker.errors import NotetakerError, PermissionDenied, VoiceStopped
+from notetaker.live.captions import CaptionLine, CaptionPoster, stop_captions
+from notetaker.live.language import parse_language
+from notetaker.live.queue import Backlog
 from notetaker.session import Reconnected, Resumed, StateChanged, Stopped, VoiceSession, VoiceState
 from notetaker.sink import AudioSink
 
@@ -29,10 +32,10 @@ log = logging.getLogger(__name__)
 #: States a connection goes through between a drop and its recovery.
 _RECOVERING = frozenset({VoiceState.RESUMING, VoiceState.RECONNECTING, VoiceState.WAITING_FOR_MOVE})
 
-#: Discord's message length limit; longer notes go out as a summary plus files.
-MESSAGE_LIMIT = 2000
 #: Interaction tokens last 15 minutes; later progress goes to the channel as messages.
 FOLLOWUP_WINDOW_S = 14 * 60
+#: How long the notes wait for the last captions to go out.
+CAPTIONS_DRAIN_S = 10.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -142,8 +145,15 @@ class ActiveMeeting(Protocol):
     def mark_reconnect(self, start: float, end: float) -> None:
         """The voice connection was down between these meeting-clock seconds."""
 
+    def listen_captions(self, callback: Callable[[Sequence[CaptionLine]], None] | None) -> None:
+        """Hand each transcribed utterance's lines to ``callback``, on the event loop."""
+
+    def backlog(self) -> Backlog:
+        """Speech not transcribed yet."""
+
     async def finish(self, progress: Callable[[str], Coroutine[Any, Any, None]]) -> NotesResult:
-        """Stop capture, transcribe, write the notes. ``progress`` gets short updates."""
+        """Stop capture, finish the transcript, write the notes. ``progress`` gets short
+        updates."""
 
 
 class MeetingFactory(Protocol):
@@ -155,6 +165,7 @@ class MeetingFactory(Protocol):
         text_channel_id: int,
         started_by: Member,
         opted_out: Sequence[str],
+        language: str | None = None,
     ) -> ActiveMeeting: ...
 
 
@@ -166,6 +177,8 @@ class GuildState:
     excluded: set[int] = field(default_factory=set)
     watcher: asyncio.Task[None] | None = None
     renamed: bool = False
+    captions: CaptionPoster | None = None
+    captions_task: asyncio.Task[None] | None = None
 
 
 class NotetakerBot:
@@ -302,6 +315,9 @@ class NotetakerBot:
         if state.meeting is not None:
             starter = state.meeting.started_by.display_name
             raise NotetakerError(f"Notes are already being taken (started by {starter}).")
+        options = ctx.invocation.options
+        language = parse_language(str(options.get("language") or self.settings.language))
+        captions = bool(options.get("captions", self.settings.captions))
         await ctx.defer()
         session = await self._ensure_voice(ctx, state)
         state.excluded = self.consent.opted_out(ctx.guild_id)
@@ -311,15 +327,44 @@ class NotetakerBot:
             text_channel_id=ctx.channel_id,
             started_by=ctx.member,
             opted_out=[self.platform.display_name(ctx.guild_id, u) for u in sorted(state.excluded)],
+            language=language,
         )
         state.meeting = meeting
         session.set_sink(OptOutFilter(meeting.sink, state.excluded))
         announcement = self.settings.consent_message.replace("{starter}", ctx.member.display_name)
-        await self.platform.send_message(ctx.channel_id, announcement)
+        announced = await self.platform.send_message(ctx.channel_id, announcement)
         prefix = self.settings.recording_nickname_prefix
         if prefix:
             state.renamed = await self.platform.set_nickname(ctx.guild_id, prefix + self.bot_name)
-        await ctx.followup(f"Recording in <#{session.channel_id}> (meeting {meeting.meeting_id}).")
+        if captions:
+            await self._start_captions(ctx.channel_id, announced, state, meeting)
+        extra = f", in {language}" if language else ""
+        extra += ", live captions in the thread" if state.captions is not None else ""
+        await ctx.followup(
+            f"Recording in <#{session.channel_id}> (meeting {meeting.meeting_id}{extra})."
+        )
+
+    async def _start_captions(
+        self, channel_id: int, announced: int | None, state: GuildState, meeting: ActiveMeeting
+    ) -> None:
+        """A thread under the announcement, and a poster feeding it. If the thread cannot
+        be made, the channel hears why; the recording goes on either way."""
+        try:
+            if announced is None:
+                raise NotetakerError("the announcement's message id is unknown")
+            thread = await self.platform.create_thread(
+                channel_id, announced, f"Live captions — meeting {meeting.meeting_id}"
+            )
+        except NotetakerError as exc:
+            log.warning("no caption thread for meeting %s: %s", meeting.meeting_id, exc)
+            await self.platform.send_message(
+                channel_id, f"Live captions are off for this meeting: {exc}"
+            )
+            return
+        poster = CaptionPoster(self.platform, thread)
+        state.captions = poster
+        state.captions_task = asyncio.create_task(poster.run())
+        meeting.listen_captions(poster.add)
 
     async def _finish(
         self, guild_id: int, channel_id: int, state: GuildState, ctx: CommandContext | None
@@ -351,6 +396,7 @@ class NotetakerBot:
         try:
             result = await meeting.finish(progress)
         except NotetakerError as exc:
+            await self._stop_captions(state)
             # The channel waits for notes: say why none are coming, and how to retry
             # once the cause is fixed (the recording stays on disk).
             log.error("notes for meeting %s failed: %s", meeting.meeting_id, exc)
@@ -361,6 +407,7 @@ class NotetakerBot:
                 "retries once the cause is fixed.",
             )
             return
+        await self._stop_captions(state)
         if len(result.markdown) <= MESSAGE_LIMIT:
             await self.platform.send_message(channel_id, result.markdown, result.files)
         else:
@@ -368,13 +415,20 @@ class NotetakerBot:
                 channel_id, result.summary[:MESSAGE_LIMIT], result.files
             )
 
+    async def _stop_captions(self, state: GuildState) -> None:
+        """Post the last captions (within :data:`CAPTIONS_DRAIN_S`), then stop."""
+        poster, task = state.captions, state.captions_task
+        state.captions = state.captions_task = None
+        if poster is not None and task is not None:
+            await stop_captions(poster, task, CAPTIONS_DRAIN_S)
+
     async def _stopnotes(self, ctx: CommandContext, state: GuildState) -> None:
         self._require_control(ctx)
         if state.meeting is None:
             raise NotetakerError("No notes are being taken in this server.")
         await ctx.defer()
         meeting_id = state.meeting.meeting_id
-        await ctx.followup(f"Stopped recording meeting {meeting_id}; transcribing now.")
+        await ctx.followup(f"Stopped recording meeting {meeting_id}; finishing the notes.")
         await self._finish(ctx.guild_id, ctx.channel_id, state, ctx)
 
     async def _leave(self, ctx: CommandContext, state: GuildState) -> None:
@@ -414,6 +468,9 @@ class NotetakerBot:
                 f"recording meeting {meeting.meeting_id} for {minutes:02d}:{seconds:02d}, "
                 f"started by {meeting.started_by.display_name}; speakers: {names}"
             )
+            backlog = meeting.backlog()
+            if backlog.speech_s >= 1:
+                parts.append(f"{round(backlog.speech_s)} s of speech not transcribed yet")
         await ctx.reply("; ".join(parts) + ".", ephemeral=True)
 
     async def _optout(self, ctx: CommandContext, state: GuildState) -> None:
@@ -423,6 +480,8 @@ class NotetakerBot:
         deleted = ""
         if state.meeting is not None:
             state.meeting.discard_user(user)
+            if state.captions is not None:
+                state.captions.remove_user(user)
             deleted = " What was already recorded of you in this meeting has been deleted."
         await ctx.reply(
             "You are opted out: your voice is not recorded in this server from now on."

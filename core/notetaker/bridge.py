@@ -10,17 +10,82 @@ registering slash commands — stays in the backends.
 
 from __future__ import annotations
 
+import contextlib
 import logging
-from collections.abc import Callable, Sequence
+import re
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
 from notetaker.bot import Platform
 from notetaker.commands import CommandContext, CommandInvocation, Member
+from notetaker.errors import PlatformError, RateLimited
 from notetaker.session import VoiceSession
 from notetaker.voice.adapter import GatewayAdapter, VoiceStateListener
 
 log = logging.getLogger(__name__)
+
+#: How long to wait after a 429 that says nothing about it (no ``Retry-After``): the
+#: libraries give up only after their own retries, so this is rarely used.
+DEFAULT_RETRY_AFTER_S = 1.0
+#: Longest library error text kept in a PlatformError (flattened form errors run long).
+_TEXT_LIMIT = 300
+#: Token-shaped strings: a bot token (three dot-separated base64url parts) and the
+#: interaction token in a webhook URL. Neither may reach an error message.
+_TOKEN_SHAPES = (
+    re.compile(r"[A-Za-z0-9_-]{16,}\.[A-Za-z0-9_-]{4,}\.[A-Za-z0-9_-]{20,}"),
+    re.compile(r"(/webhooks/\d+/)[^/\s?]+"),
+)
+
+
+def scrub(text: str, secrets: Iterable[str] = ()) -> str:
+    """``text`` without any of ``secrets`` and without anything shaped like a token."""
+    for secret in secrets:
+        if secret:
+            text = text.replace(secret, "<redacted>")
+    text = _TOKEN_SHAPES[0].sub("<redacted>", text)
+    return _TOKEN_SHAPES[1].sub(r"\1<redacted>", text)
+
+
+def _retry_after(exc: BaseException) -> float:
+    """Seconds to wait, from the exception (discord.py's ``RateLimited``) or from the
+    429 response it carries (``Retry-After``, else ``X-RateLimit-Reset-After``)."""
+    value = getattr(exc, "retry_after", None)
+    if isinstance(value, int | float):
+        return float(value)
+    headers = getattr(getattr(exc, "response", None), "headers", None) or {}
+    for name in ("Retry-After", "X-RateLimit-Reset-After"):
+        try:
+            return float(headers[name])
+        except (KeyError, TypeError, ValueError):
+            continue
+    return DEFAULT_RETRY_AFTER_S
+
+
+def translate_http_error(
+    exc: BaseException, action: str, secrets: Iterable[str] = ()
+) -> PlatformError | None:
+    """core's error for a library's HTTP exception, or None if ``exc`` is not one.
+
+    Duck-typed, as core never imports a library: an HTTP exception has an int
+    ``status`` (and ``text``, Discord's message). Status 429, or a ``retry_after``
+    without a status (discord.py's ``RateLimited``, raised when the wait exceeds its
+    ``max_ratelimit_timeout``), is :class:`RateLimited`; any other status is
+    :class:`PlatformError`. ``action`` says what was refused ("send a message").
+    """
+    status = getattr(exc, "status", None)
+    has_status = isinstance(status, int) and not isinstance(status, bool)
+    limited = (has_status and status == 429) or (
+        not has_status and isinstance(getattr(exc, "retry_after", None), int | float)
+    )
+    if not has_status and not limited:
+        return None
+    raw = str(getattr(exc, "text", "") or "") or str(exc) or type(exc).__name__
+    text = scrub(raw, secrets)[:_TEXT_LIMIT]
+    if limited:
+        wait = _retry_after(exc)
+        return RateLimited(f"Discord rate limited the bot ({action}): {text}", wait)
+    return PlatformError(f"Discord refused to {action} (HTTP {status}): {text}", status)
 
 
 def member_from(user: Any) -> Member:
@@ -203,19 +268,69 @@ class LibraryPlatform(Platform):
         self.client = client
         self.file_cls = file_cls
         self._open_session = open_session
+        #: Threads this platform started, by id. A library caches a thread only when its
+        #: THREAD_CREATE arrives, which may be after the first caption is sent into it.
+        self._threads: dict[int, Any] = {}
 
     def open_voice(self, guild_id: int) -> VoiceSession:
         return self._open_session(guild_id)
 
-    async def send_message(self, channel_id: int, text: str, files: Sequence[Path] = ()) -> None:
-        channel = self.client.get_channel(channel_id)
+    def _secrets(self) -> list[str]:
+        """The bot's token as the library holds it (discord.py and py-cord: ``http.token``;
+        nextcord: ``http._default_auth``, "Bot <token>"), to keep out of error messages."""
+        http = getattr(self.client, "http", None)
+        found = [getattr(http, "token", None), getattr(http, "_default_auth", None)]
+        values = [str(v) for v in found if isinstance(v, str) and v]
+        return values + [v.removeprefix("Bot ") for v in values]
+
+    @contextlib.contextmanager
+    def _translated(self, action: str) -> Iterator[None]:
+        """The one place where the library's HTTP exceptions become core's errors."""
+        try:
+            yield
+        except Exception as exc:
+            error = translate_http_error(exc, action, self._secrets())
+            if error is None:
+                raise
+            raise error from exc
+
+    async def _messageable(self, channel_id: int) -> Any:
+        channel = self.client.get_channel(channel_id) or self._threads.get(channel_id)
         if channel is None:
             channel = await self.client.fetch_channel(channel_id)
-        attachments = [self.file_cls(str(p)) for p in files]
-        if attachments:
-            await channel.send(text or None, files=attachments)
-        else:
-            await channel.send(text)
+        return channel
+
+    async def send_message(
+        self, channel_id: int, text: str, files: Sequence[Path] = ()
+    ) -> int | None:
+        with self._translated("send a message"):
+            channel = await self._messageable(channel_id)
+            attachments = [self.file_cls(str(p)) for p in files]
+            if attachments:
+                message = await channel.send(text or None, files=attachments)
+            else:
+                message = await channel.send(text)
+        message_id = getattr(message, "id", None)
+        return int(message_id) if message_id is not None else None
+
+    async def edit_message(self, channel_id: int, message_id: int, text: str) -> None:
+        with self._translated("edit a message"):
+            channel = await self._messageable(channel_id)
+            await channel.get_partial_message(message_id).edit(content=text)
+
+    async def create_thread(self, channel_id: int, message_id: int, name: str) -> int:
+        with self._translated("start a thread"):
+            channel = await self._messageable(channel_id)
+            if not hasattr(channel, "create_thread"):
+                raise PlatformError(f"channel {channel_id} cannot have threads")
+            # Every library's TextChannel.create_thread(name=, message=) starts the thread
+            # from the message (POST .../messages/{id}/threads); only discord.py's
+            # PartialMessage has a create_thread of its own.
+            thread = await channel.create_thread(
+                name=name, message=channel.get_partial_message(message_id)
+            )
+        self._threads[int(thread.id)] = thread
+        return int(thread.id)
 
     async def set_nickname(self, guild_id: int, nickname: str | None) -> bool:
         guild = self.client.get_guild(guild_id)

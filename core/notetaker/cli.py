@@ -293,23 +293,40 @@ def delete_cmd(ctx: click.Context, meeting: int, yes: bool) -> None:
 
 @cli.command("transcribe")
 @click.argument("meeting", type=int)
+@click.option(
+    "--language",
+    default=None,
+    help="Spoken language code (en, de...) or auto; default: the config's `language`.",
+)
 @click.pass_context
-def transcribe_cmd(ctx: click.Context, meeting: int) -> None:
-    """Transcribe MEETING (again) and write its notes; shows a progress bar."""
+def transcribe_cmd(ctx: click.Context, meeting: int, language: str | None) -> None:
+    """Transcribe MEETING again from its tracks and write its notes.
+
+    The tracks are cut into utterances the way the live path cuts them, and transcribed
+    with the configured transcriber and model (set NOTETAKER_MODEL=large-v3 for a bigger
+    one). The new transcript replaces the old one once it is complete; the progress bar
+    counts seconds of speech.
+    """
     import asyncio
 
     from rich.progress import Progress
 
-    from notetaker.meeting import produce_notes
+    from notetaker.live.language import parse_language
+    from notetaker.meeting import retranscribe
 
     settings = _settings(ctx)
+    parse_language(language)  # a typo is an error before any work starts
     index = _index(settings)
     try:
         with Progress(console=console, transient=False) as bar:
             task = bar.add_task(f"meeting {meeting}", total=1.0)
             result = asyncio.run(
-                produce_notes(
-                    settings, index, meeting, progress=lambda f: bar.update(task, completed=f)
+                retranscribe(
+                    settings,
+                    index,
+                    meeting,
+                    language=language,
+                    progress=lambda f: bar.update(task, completed=f),
                 )
             )
     finally:

@@ -9,7 +9,10 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
+
+#: Discord's message length limit, in characters.
+MESSAGE_LIMIT: Final = 2000
 
 
 @dataclass(frozen=True, slots=True)

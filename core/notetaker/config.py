@@ -15,7 +15,7 @@ import os
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -50,6 +50,20 @@ def default_config_path() -> Path | None:
     return None
 
 
+class LiveSettings(BaseModel):
+    """How the live path cuts and queues speech (``[live]`` in the config file)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    #: A speaker's silence this long ends their utterance (seconds).
+    pause_s: float = Field(default=0.6, ge=0.1, le=10)
+    #: Utterances longer than this are split at their quietest point (seconds).
+    max_utterance_s: float = Field(default=30.0, ge=2, le=120)
+    #: Opus of queued utterances kept in memory (KiB); beyond it a backlog waits as
+    #: ranges of the tracks on disk. 1024 KiB is about two minutes of speech.
+    backlog_memory_kib: int = Field(default=1024, ge=64)
+
+
 class Settings(BaseSettings):
     """Everything notetaker can be told. See README "Configuration" for each setting."""
 
@@ -75,6 +89,13 @@ class Settings(BaseSettings):
     transcriber: str = "faster-whisper"
     #: Whisper model: a name (``base``, ``large-v3``, ``tiny.en``) or a CTranslate2 directory.
     model: str = "base"
+    #: Spoken language: a code (``en``, ``de``...) or ``auto`` (detected once per speaker);
+    #: ``/startnotes language:`` overrides it per meeting.
+    language: str = "auto"
+    #: Post live captions in a thread by default (``/startnotes captions:`` overrides it).
+    captions: bool = False
+    #: Utterance cutting and the transcription backlog.
+    live: LiveSettings = Field(default_factory=LiveSettings)
     #: Posted in the text channel when recording starts; ``{starter}`` is replaced.
     consent_message: str = DEFAULT_CONSENT
     #: Prefix added to the bot's nickname while recording (where it has the permission).
@@ -96,6 +117,16 @@ class Settings(BaseSettings):
     @classmethod
     def _lowercase_name(cls, value: str) -> str:
         return value.strip().lower()
+
+    @field_validator("language")
+    @classmethod
+    def _language(cls, value: str) -> str:
+        from notetaker.live.language import parse_language
+
+        try:
+            return parse_language(value) or "auto"
+        except ConfigError as exc:
+            raise ValueError(str(exc)) from None
 
     @field_validator("log_level")
     @classmethod

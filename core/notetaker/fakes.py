@@ -296,7 +296,13 @@ class CaptureMeeting:
     :class:`~notetaker.sink.CaptureSink` and "finishes" without transcribing, so backend
     tests can check capture without a model. The real meeting has its own tests."""
 
-    def __init__(self, meeting_id: int, started_by: Any, opted_out: Collection[str]) -> None:
+    def __init__(
+        self,
+        meeting_id: int,
+        started_by: Any,
+        opted_out: Collection[str],
+        language: str | None = None,
+    ) -> None:
         import time
 
         self.meeting_id = meeting_id
@@ -308,6 +314,8 @@ class CaptureMeeting:
         self.discarded: list[int] = []
         self.reconnects: list[tuple[float, float]] = []
         self.finished = False
+        self.language = language  #: as /startnotes asked (None: auto)
+        self.captions: Any = None  #: what the bot passed to :meth:`listen_captions`
 
     def speakers(self) -> dict[int, str]:
         return {uid: str(uid) for uid in self.capture.by_user()}
@@ -319,6 +327,14 @@ class CaptureMeeting:
 
     def mark_reconnect(self, start: float, end: float) -> None:
         self.reconnects.append((start, end))
+
+    def listen_captions(self, callback: Any) -> None:
+        self.captions = callback
+
+    def backlog(self) -> Any:
+        from notetaker.live.queue import Backlog
+
+        return Backlog(0, 0.0)
 
     async def wait_for_speakers(self, user_ids: Collection[int], timeout: float = 20.0) -> None:  # noqa: ASYNC109
         """Return once every one of ``user_ids`` has frames in the capture."""
@@ -350,9 +366,10 @@ class CaptureMeetings:
         text_channel_id: int,
         started_by: Any,
         opted_out: Collection[str],
+        language: str | None = None,
     ) -> CaptureMeeting:
         if self.made is None:
             self.made = []
-        meeting = CaptureMeeting(len(self.made) + 1, started_by, opted_out)
+        meeting = CaptureMeeting(len(self.made) + 1, started_by, opted_out, language)
         self.made.append(meeting)
         return meeting

@@ -1,12 +1,18 @@
-"""One meeting from /startnotes to posted notes: recorder and index while it runs, then
-transcription and notes. :func:`produce_notes` is also what ``notetaker transcribe`` runs
-on a meeting already on disk (after a crash, for example)."""
+"""One meeting from /startnotes to posted notes, on the live path.
+
+While it runs, every frame goes to the recorder (the Ogg tracks, the source of truth) and
+to the utterance cutter, whose utterances go through the transcription queue; their
+segments land in the session index as they are made. /stopnotes ends the last
+utterances, waits for what is still in flight and builds the notes from the index, so the
+notes take seconds at any meeting length. :func:`retranscribe` re-does a meeting from its
+tracks, cut the same way (``notetaker transcribe``, e.g. with a bigger model).
+"""
 
 from __future__ import annotations
 
 import asyncio
-import concurrent.futures
 import contextlib
+import dataclasses
 import logging
 import time
 from collections.abc import Callable, Coroutine, Sequence
@@ -19,47 +25,37 @@ from notetaker.bot import NotesResult
 from notetaker.commands import Member
 from notetaker.config import Settings
 from notetaker.errors import TranscriptionError
+from notetaker.live.captions import CaptionLine
+from notetaker.live.cutter import (
+    DEFAULT_MIN_SPLIT_S,
+    CutterConfig,
+    Utterance,
+    UtteranceCutter,
+    cut_track,
+)
+from notetaker.live.language import SpeakerLanguages, parse_language
+from notetaker.live.local_queue import LocalTranscriptionQueue
+from notetaker.live.meeting_transcript import LiveTranscript, TrackPackets
+from notetaker.live.queue import Backlog, TranscriptionQueue
 from notetaker.notes import MissingSpan, Notes, build_notes
 from notetaker.recorder.index import Meeting, MeetingIndex
+from notetaker.recorder.ogg_read import TrackReader
 from notetaker.recorder.paths import DataLayout
 from notetaker.recorder.recorder import Recorder
 from notetaker.recorder.timeline import TimelineEvent
-from notetaker.sink import AudioSink
-from notetaker.transcript import Segment, TrackInput, Transcriber, Word, transcribe_tracks
+from notetaker.sink import AudioSink, FanOut
+from notetaker.transcript import Segment, Transcriber
 
 log = logging.getLogger(__name__)
 
 #: Milliseconds of audio per lost packet (20 ms Opus frames).
 FRAME_MS = 20
+#: How often the cutter looks for speakers who went quiet (ends their utterance).
+CUT_TICK_S = 0.1
 #: How often partial pages of quiet speakers are flushed while recording.
-TICK_SECONDS = 1.0
-#: A silence this long inside one segment starts a new transcript line.
-PAUSE_SPLIT_S = 2.0
-
-
-def split_at_pauses(segments: Sequence[Segment], pause_s: float = PAUSE_SPLIT_S) -> list[Segment]:
-    """Split segments where the speaker paused for ``pause_s`` or more between words.
-
-    Whisper decodes a speaker's voice-activity chunks together and may return two turns
-    separated by other people's speech as one segment; left whole, such a segment puts
-    the later turn before what others said in between. Segments without word times
-    are kept as they are.
-    """
-    out: list[Segment] = []
-    for seg in segments:
-        runs: list[list[Word]] = []
-        for word in seg.words:
-            if runs and word.start - runs[-1][-1].end < pause_s:
-                runs[-1].append(word)
-            else:
-                runs.append([word])
-        if len(runs) < 2:
-            out.append(seg)
-            continue
-        for run in runs:
-            text = " ".join(w.text for w in run)
-            out.append(Segment(seg.user_id, run[0].start, run[-1].end, text, tuple(run)))
-    return sorted(out, key=lambda s: (s.start, s.end, s.user_id))
+FLUSH_TICK_S = 1.0
+#: While the notes wait on a backlog, how often the channel hears how much is left.
+BACKLOG_REPORT_S = 5.0
 
 
 def missing_spans(meeting: Meeting) -> list[MissingSpan]:
@@ -82,6 +78,16 @@ def missing_spans(meeting: Meeting) -> list[MissingSpan]:
     return spans
 
 
+def cutter_config(settings: Settings) -> CutterConfig:
+    """The cutter's rules from ``[live]``."""
+    live = settings.live
+    return CutterConfig(
+        pause_s=live.pause_s,
+        max_utterance_s=live.max_utterance_s,
+        min_split_s=min(DEFAULT_MIN_SPLIT_S, live.max_utterance_s / 2),
+    )
+
+
 def load_transcriber(settings: Settings) -> Transcriber:
     """The transcriber named by ``settings.transcriber``, from the installed plugins."""
     found = plugins.load()
@@ -96,6 +102,16 @@ def load_transcriber(settings: Settings) -> Transcriber:
     return transcriber
 
 
+def make_queue(
+    settings: Settings, transcriber: Transcriber | None = None
+) -> LocalTranscriptionQueue:
+    """The in-process queue with the configured engine (loaded on its worker)."""
+    return LocalTranscriptionQueue(
+        transcriber or (lambda: load_transcriber(settings)),
+        memory_bytes=settings.live.backlog_memory_kib * 1024,
+    )
+
+
 def render_all(notes: Notes, directory: Path) -> list[Path]:
     """Write the notes in every registered format into ``directory``."""
     directory.mkdir(parents=True, exist_ok=True)
@@ -107,38 +123,40 @@ def render_all(notes: Notes, directory: Path) -> list[Path]:
     return written
 
 
-async def produce_notes(
+def speech_left(backlog: Backlog) -> str:
+    """``"1 min 05 s"`` / ``"12 s"`` of speech a backlog holds."""
+    seconds = max(1, round(backlog.speech_s))
+    minutes, rest = divmod(seconds, 60)
+    return f"{minutes} min {rest:02d} s" if minutes else f"{rest} s"
+
+
+def untranscribed(failed: Sequence[tuple[Utterance, str]]) -> list[MissingSpan]:
+    """Utterances the engine failed on, as holes in the transcript."""
+    return [MissingSpan(u.user_id, u.start_s, u.end_s, "transcription") for u, _ in failed]
+
+
+def notes_for(
     settings: Settings,
     index: MeetingIndex,
     meeting_id: int,
     *,
-    transcriber: Transcriber | None = None,
-    progress: Callable[[float], None] | None = None,
     opted_out: Sequence[str] = (),
+    holes: Sequence[MissingSpan] = (),
 ) -> NotesResult:
-    """Transcribe a recorded meeting and write its notes next to its tracks."""
+    """Build the notes of a meeting from the transcript in the index; write every format
+    next to its tracks and mark the meeting done."""
     meeting = index.get_meeting(meeting_id)
-    names = {s.user_id: s.display_name for s in meeting.speakers}
-    tracks = [
-        TrackInput(t.user_id, names.get(t.user_id, str(t.user_id)), t.path, 0.0)
-        for t in meeting.tracks
-        if t.path.is_file()
-    ]
-    index.set_status(meeting_id, "transcribing", at=time.time())
-    try:
-        engine = transcriber or load_transcriber(settings)
-        segments = split_at_pauses(await transcribe_tracks(engine, tracks, progress))
-    except Exception as exc:
-        index.set_status(meeting_id, "failed", at=time.time(), detail=f"transcription: {exc}")
-        raise
+    segments: list[Segment] = index.segments(meeting_id)
+    names = {s.user_id: s.display_name or str(s.user_id) for s in meeting.speakers}
+    heard = [t.user_id for t in meeting.tracks if t.path.is_file()]
     end = meeting.stopped_at or time.time()
     notes = build_notes(
         title=f"Meeting notes — {meeting.channel_name or 'voice channel'} (meeting {meeting_id})",
         started_at=datetime.fromtimestamp(meeting.started_at, UTC),
         duration=max(0.0, end - meeting.started_at),
-        names={uid: names.get(uid, str(uid)) for uid in [t.user_id for t in tracks] or names},
+        names={uid: names.get(uid, str(uid)) for uid in heard or names},
         segments=segments,
-        missing=missing_spans(meeting),
+        missing=[*missing_spans(meeting), *holes],
         opted_out=opted_out,
         meta={
             "meeting_id": str(meeting_id),
@@ -156,6 +174,77 @@ async def produce_notes(
     return NotesResult(markdown=markdown, summary="\n".join(summary_lines), files=tuple(files))
 
 
+def _fail_if_nothing(index: MeetingIndex, meeting_id: int, transcript: LiveTranscript) -> None:
+    """No utterance transcribed and some failed: the engine is broken, say so."""
+    failed = transcript.progress.failed
+    if failed and not transcript.progress.utterances:
+        detail = f"transcription: {failed[0][1]}"
+        index.set_status(meeting_id, "failed", at=time.time(), detail=detail)
+        raise TranscriptionError(failed[0][1])
+
+
+async def retranscribe(
+    settings: Settings,
+    index: MeetingIndex,
+    meeting_id: int,
+    *,
+    transcriber: Transcriber | None = None,
+    progress: Callable[[float], None] | None = None,
+    language: str | None = None,
+    opted_out: Sequence[str] = (),
+) -> NotesResult:
+    """Transcribe a recorded meeting again from its tracks, cut into utterances by the
+    live path's rules, and write its notes. The new transcript replaces the old one only
+    once it is complete. ``progress`` hears the fraction of the speech done."""
+    meeting = index.get_meeting(meeting_id)
+    index.set_status(meeting_id, "transcribing", at=time.time())
+    run = index.new_run(meeting_id)
+    try:
+        queue = make_queue(settings, transcriber or load_transcriber(settings))
+    except Exception as exc:
+        index.set_status(meeting_id, "failed", at=time.time(), detail=f"transcription: {exc}")
+        raise
+    layout = DataLayout(settings.data_dir)
+    transcript = LiveTranscript(
+        index,
+        meeting_id,
+        run,
+        languages=SpeakerLanguages(parse_language(language or settings.language)),
+        tracks=TrackPackets(lambda uid: layout.track_path(meeting_id, uid)),
+    )
+    config = cutter_config(settings)
+    try:
+        queue.open_meeting(meeting_id, transcript)
+        total = 0.0
+        for track in meeting.tracks:
+            if not track.path.is_file():
+                continue
+            # Every utterance waits as a range of its track: a long meeting's backlog
+            # costs no memory, and the cut itself streams through the file.
+            for utt in cut_track(track.user_id, TrackReader(track.path).packets(), config):
+                queue.submit(meeting_id, dataclasses.replace(utt, packets=(), spilled=True))
+                total += utt.speech_s
+
+        async def report(backlog: Backlog) -> None:
+            if progress is not None and total > 0:
+                progress(1.0 - backlog.speech_s / total)
+
+        await queue.drain(meeting_id, report, every_s=0.5)
+    finally:
+        queue.close()
+    _fail_if_nothing(index, meeting_id, transcript)
+    index.use_run(meeting_id, run)
+    if progress is not None:
+        progress(1.0)
+    return notes_for(
+        settings,
+        index,
+        meeting_id,
+        opted_out=opted_out,
+        holes=untranscribed(transcript.progress.failed),
+    )
+
+
 class RecordedMeeting:
     """A meeting being recorded: the :class:`~notetaker.bot.ActiveMeeting` the bot uses."""
 
@@ -166,6 +255,8 @@ class RecordedMeeting:
         guild_id: int,
         voice_channel_id: int,
         started_by: Member,
+        queue: TranscriptionQueue,
+        language: str | None = None,
         display_name: Callable[[int], str | None] | None = None,
         opted_out: Sequence[str] = (),
         channel_name: str | None = None,
@@ -173,6 +264,7 @@ class RecordedMeeting:
         self.settings = settings
         self.started_by = started_by
         self.started_at = time.time()
+        self.language = language
         self.index = MeetingIndex.open(settings.data_dir)
         self.meeting_id = self.index.create_meeting(
             guild_id=guild_id,
@@ -187,79 +279,141 @@ class RecordedMeeting:
             index=self.index,
             display_name=display_name,
         )
-        self.sink: AudioSink = self.recorder
+        self.queue = queue
+        self.transcript = LiveTranscript(
+            self.index,
+            self.meeting_id,
+            self.index.get_meeting(self.meeting_id).transcript_run,
+            languages=SpeakerLanguages(language),
+            tracks=TrackPackets(self.recorder.track_path, self.recorder.flush_track),
+            listener=self._heard,
+        )
+        queue.open_meeting(self.meeting_id, self.transcript)
+        queue.warm_up()
+        self.cutter = UtteranceCutter(
+            self._submit,
+            started_at=self.recorder.started_at,
+            config=cutter_config(settings),
+            recorder_config=self.recorder.config,
+        )
+        self.sink: AudioSink = FanOut(self.recorder, self.cutter)
         self._opted_out = list(opted_out)
-        self._names: dict[int, str] = {}
         self._display_name = display_name
-        self._ticker = asyncio.get_running_loop().create_task(self._tick())
+        self._captions: Callable[[Sequence[CaptionLine]], None] | None = None
+        self._loop = asyncio.get_running_loop()
+        self._ticker = self._loop.create_task(self._tick())
+
+    # -- while recording ----------------------------------------------------------------
+
+    def _submit(self, utterance: Utterance) -> None:
+        self.queue.submit(self.meeting_id, utterance)
 
     async def _tick(self) -> None:
+        next_flush = time.monotonic() + FLUSH_TICK_S
         while not self.recorder.closed:
-            await asyncio.sleep(TICK_SECONDS)
-            self.recorder.tick()
+            await asyncio.sleep(CUT_TICK_S)
+            self.cutter.tick()
+            if time.monotonic() >= next_flush:
+                next_flush += FLUSH_TICK_S
+                self.recorder.tick()
+
+    def _heard(self, utterance: Utterance, segments: Sequence[Segment]) -> None:
+        # On the queue's worker thread: captions are built and posted on the loop.
+        if self._captions is None:
+            return
+        with contextlib.suppress(RuntimeError):  # the loop is gone: nobody to caption for
+            self._loop.call_soon_threadsafe(self._deliver, utterance, segments)
+
+    def _deliver(self, utterance: Utterance, segments: Sequence[Segment]) -> None:
+        callback = self._captions
+        if callback is None:
+            return
+        name = self._name(utterance.user_id)
+        # The utterance ended at this monotonic instant (the loop's clock).
+        ended_at = self.recorder.started_at + utterance.end_s
+        try:
+            callback([CaptionLine(s.start, s.user_id, name, s.text, ended_at) for s in segments])
+        except Exception:  # a caption failure never affects the recording
+            log.exception("captions of meeting %s failed", self.meeting_id)
+
+    def listen_captions(self, callback: Callable[[Sequence[CaptionLine]], None] | None) -> None:
+        """Hand every transcribed utterance's lines to ``callback`` (on the event loop)."""
+        self._captions = callback
+
+    def _name(self, user_id: int) -> str:
+        name = self._display_name(user_id) if self._display_name else None
+        return name or str(user_id)
 
     def speakers(self) -> dict[int, str]:
-        out = {}
-        for uid in self.recorder.track_paths():
-            name = self._display_name(uid) if self._display_name else None
-            out[uid] = name or str(uid)
-        return out
+        return {uid: self._name(uid) for uid in self.recorder.track_paths()}
+
+    def backlog(self) -> Backlog:
+        """Speech not transcribed yet: queued, in flight, and still being spoken."""
+        queued = self.queue.backlog(self.meeting_id)
+        return dataclasses.replace(queued, speech_s=queued.speech_s + self.cutter.open_speech_s())
 
     def discard_user(self, user_id: int) -> None:
-        name = self._display_name(user_id) if self._display_name else None
-        self._opted_out.append(name or str(user_id))
+        self._opted_out.append(self._name(user_id))
+        self.cutter.drop_user(user_id)
+        self.queue.cancel_user(self.meeting_id, user_id)
+        self.transcript.drop_user(user_id)
         self.recorder.opt_out(user_id, time.monotonic(), delete=True)
 
     def mark_reconnect(self, start: float, end: float) -> None:
         self.recorder.mark_reconnect(start, end)
+        self.cutter.mark_reconnect()
+
+    # -- /stopnotes -------------------------------------------------------------------------
 
     async def finish(self, progress: Callable[[str], Coroutine[Any, Any, None]]) -> NotesResult:
+        """End the last utterances, wait for those still being transcribed, write the notes."""
+        self.cutter.close()
         self.recorder.close()
         self._ticker.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await self._ticker
-        loop = asyncio.get_running_loop()
-        last = [0]
-        sent: list[concurrent.futures.Future[None]] = []
+        self.index.set_status(self.meeting_id, "transcribing", at=time.time())
 
-        def on_progress(fraction: float) -> None:
-            # Called from the worker thread: report every quarter, on the loop.
-            step = int(fraction * 4)
-            if 0 < step < 4 and step > last[0]:
-                last[0] = step
-                text = f"Transcribing… {step * 25}%"
-                sent.append(asyncio.run_coroutine_threadsafe(progress(text), loop))
+        async def report(backlog: Backlog) -> None:
+            await progress(f"Finishing the transcript: {speech_left(backlog)} of speech left…")
 
         try:
-            return await produce_notes(
+            await self.queue.drain(self.meeting_id, report, every_s=BACKLOG_REPORT_S)
+            self.queue.close_meeting(self.meeting_id)
+            self._captions = None
+            _fail_if_nothing(self.index, self.meeting_id, self.transcript)
+            return notes_for(
                 self.settings,
                 self.index,
                 self.meeting_id,
-                progress=on_progress,
                 opted_out=sorted(set(self._opted_out)),
+                holes=untranscribed(self.transcript.progress.failed),
             )
         finally:
             self.index.close()
-            # Progress lines go out before the notes (or the failure), never after them.
-            for result in await asyncio.gather(
-                *(asyncio.wrap_future(f) for f in sent), return_exceptions=True
-            ):
-                if isinstance(result, Exception):
-                    log.warning("a progress update was not delivered: %s", result)
 
 
 class MeetingRecorderFactory:
-    """Makes :class:`RecordedMeeting` objects for the bot (the production factory)."""
+    """Makes :class:`RecordedMeeting` objects for the bot (the production factory). All
+    meetings share one transcription queue: one model, fair between them."""
 
     def __init__(
         self,
         settings: Settings,
         display_name: Callable[[int, int], str | None] | None = None,
         channel_name: Callable[[int], str | None] | None = None,
+        queue: TranscriptionQueue | None = None,
     ) -> None:
         self.settings = settings
         self.display_name = display_name
         self.channel_name = channel_name
+        self._queue = queue
+
+    @property
+    def queue(self) -> TranscriptionQueue:
+        if self._queue is None:
+            self._queue = make_queue(self.settings)
+        return self._queue
 
     def __call__(
         self,
@@ -269,6 +423,7 @@ class MeetingRecorderFactory:
         text_channel_id: int,
         started_by: Member,
         opted_out: Sequence[str],
+        language: str | None = None,
     ) -> RecordedMeeting:
         lookup = self.display_name
         return RecordedMeeting(
@@ -276,10 +431,17 @@ class MeetingRecorderFactory:
             guild_id=guild_id,
             voice_channel_id=voice_channel_id,
             started_by=started_by,
+            queue=self.queue,
+            language=language,
             display_name=(lambda uid: lookup(guild_id, uid)) if lookup else None,
             opted_out=opted_out,
             channel_name=self.channel_name(voice_channel_id) if self.channel_name else None,
         )
+
+    def close(self) -> None:
+        """Stop the transcription worker."""
+        if self._queue is not None:
+            self._queue.close()
 
 
 __all__ = [
@@ -287,6 +449,6 @@ __all__ = [
     "RecordedMeeting",
     "TimelineEvent",
     "missing_spans",
-    "produce_notes",
-    "split_at_pauses",
+    "notes_for",
+    "retranscribe",
 ]

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import threading
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 #: Opus frame Discord sends as silence (never DAVE-encrypted).
@@ -71,6 +72,35 @@ class AudioSink(ABC):
 
     def close(self) -> None:  # noqa: B027 - optional hook
         """Capture ended; flush and release resources."""
+
+
+class FanOut(AudioSink):
+    """Hands every frame and gap to each of ``sinks`` in order. A sink that raises does
+    not keep the frame from the ones after it (the recorder goes first: it is the source
+    of truth); the first error is raised again once all have had the frame."""
+
+    def __init__(self, *sinks: AudioSink) -> None:
+        self.sinks = sinks
+        self.wants_pcm = any(s.wants_pcm for s in sinks)
+
+    def write(self, frame: AudioFrame) -> None:
+        self._each(lambda s: s.write(frame))
+
+    def gap(self, gap: Gap) -> None:
+        self._each(lambda s: s.gap(gap))
+
+    def close(self) -> None:
+        self._each(lambda s: s.close())
+
+    def _each(self, call: Callable[[AudioSink], None]) -> None:
+        error: Exception | None = None
+        for sink in self.sinks:
+            try:
+                call(sink)
+            except Exception as exc:
+                error = error or exc
+        if error is not None:
+            raise error
 
 
 @dataclass

@@ -8,7 +8,14 @@ import json
 
 from notetaker.notes.model import Line, MissingSpan, Notes
 
-REASONS = {"loss": "packet loss", "decrypt": "decrypt failures", "reconnect": "reconnect"}
+REASONS = {
+    "loss": "packet loss",
+    "decrypt": "decrypt failures",
+    "reconnect": "reconnect",
+    "transcription": "the engine failed; `notetaker transcribe` retries",
+}
+#: Holes in the transcript whose audio is there: only its text is missing.
+NOT_TRANSCRIBED = "transcription"
 
 
 def clock(seconds: float) -> str:
@@ -27,10 +34,14 @@ def _stamp(seconds: float, sep: str) -> str:
     return f"{h:02d}:{m:02d}:{s:02d}{sep}{ms:03d}"
 
 
+def _what(span: MissingSpan) -> str:
+    return "not transcribed" if span.reason == NOT_TRANSCRIBED else "audio missing"
+
+
 def missing_text(span: MissingSpan, name: str) -> str:
     """``[audio missing 12:03-12:40, Alice: reconnect]``"""
     why = REASONS.get(span.reason, span.reason)
-    return f"[audio missing {clock(span.start)}-{clock(span.end)}, {name}: {why}]"
+    return f"[{_what(span)} {clock(span.start)}-{clock(span.end)}, {name}: {why}]"
 
 
 def render_markdown(notes: Notes) -> str:
@@ -57,12 +68,17 @@ def render_markdown(notes: Notes) -> str:
     any_gap = False
     for p in notes.participants:
         spans = [s for s in notes.missing if s.user_id == p.user_id and s.duration >= 1.0]
-        parts = [missing_text(s, p.name).strip("[]").removeprefix("audio missing ") for s in spans]
-        if p.short_gaps:
-            parts.append(f"{p.short_gaps} short drop(s), {p.short_gap_seconds:.1f} s in all")
-        if parts:
-            any_gap = True
-            out.append(f"- {p.name}: audio missing " + "; ".join(parts))
+        for what in ("audio missing", "not transcribed"):
+            parts = [
+                missing_text(s, p.name).strip("[]").removeprefix(what + " ")
+                for s in spans
+                if _what(s) == what
+            ]
+            if p.short_gaps and what == "audio missing":
+                parts.append(f"{p.short_gaps} short drop(s), {p.short_gap_seconds:.1f} s in all")
+            if parts:
+                any_gap = True
+                out.append(f"- {p.name}: {what} " + "; ".join(parts))
     if not any_gap:
         out.append("Complete: no audio is missing for any speaker.")
     out += ["", "## Transcript", ""]

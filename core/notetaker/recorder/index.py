@@ -2,9 +2,10 @@
 
 It lists meetings (guild, channel, who started them, start/stop, status), their speakers
 (user id and the display name at the time), their tracks (paths relative to the data
-directory, built from ids by :mod:`notetaker.recorder.paths`) and their timeline events
-(gaps, reconnects, opt-outs). The schema is versioned: :data:`MIGRATIONS` are applied in
-order and the version is kept in ``schema_version``.
+directory, built from ids by :mod:`notetaker.recorder.paths`), their timeline events
+(gaps, reconnects, opt-outs) and the transcript's segments, written as the live path
+produces them (so a crash loses none already made). The schema is versioned:
+:data:`MIGRATIONS` are applied in order and the version is kept in ``schema_version``.
 
 WAL mode with ``synchronous=NORMAL``: a committed row survives the process being killed
 (what the recorder needs); only a power cut may lose the last commits. One connection,
@@ -14,6 +15,7 @@ write.
 
 from __future__ import annotations
 
+import json
 import shutil
 import sqlite3
 import threading
@@ -26,6 +28,7 @@ from typing import Final
 from notetaker.errors import RecordingError
 from notetaker.recorder.paths import DataLayout, checked_id
 from notetaker.recorder.timeline import EVENT_KINDS, TimelineEvent
+from notetaker.transcript import Segment, Word
 
 STATUSES: Final = ("recording", "transcribing", "done", "failed")
 #: Allowed status changes; a failed or done meeting may be transcribed again.
@@ -86,6 +89,30 @@ MIGRATIONS: Final[tuple[str, ...]] = (
         detail TEXT NOT NULL DEFAULT ''
     );
     """,
+    # 2: live transcription. Segments land as utterances are transcribed; each full
+    # (re)transcription is a ``run`` and the meeting points at the one its notes use, so
+    # a re-transcription that dies halfway leaves the previous transcript in place.
+    """
+    CREATE TABLE segments (
+        id INTEGER PRIMARY KEY,
+        meeting_id INTEGER NOT NULL REFERENCES meetings (id) ON DELETE CASCADE,
+        run INTEGER NOT NULL,
+        user_id INTEGER NOT NULL,
+        start_s REAL NOT NULL,
+        end_s REAL NOT NULL,
+        text TEXT NOT NULL,
+        words TEXT NOT NULL DEFAULT '[]',
+        language TEXT
+    );
+    CREATE INDEX segments_meeting ON segments (meeting_id, run, start_s);
+    ALTER TABLE meetings ADD COLUMN transcript_run INTEGER NOT NULL DEFAULT 1;
+    ALTER TABLE speakers ADD COLUMN language TEXT
+    """,
+)
+
+_MEETING_COLUMNS: Final = (
+    "id, guild_id, channel_id, channel_name, started_by, started_at, stopped_at, status,"
+    " status_detail, transcript_run"
 )
 
 
@@ -96,6 +123,7 @@ class Speaker:
     user_id: int
     display_name: str
     joined_ms: int | None
+    language: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -121,6 +149,7 @@ class Meeting:
     stopped_at: float | None
     status: str
     status_detail: str
+    transcript_run: int = 1  #: the run of segments the notes use
     speakers: list[Speaker] = field(default_factory=list)
     tracks: list[TrackRow] = field(default_factory=list)
     events: list[TimelineEvent] = field(default_factory=list)
@@ -343,14 +372,99 @@ class MeetingIndex:
                 (mid, status, at, detail),
             )
 
+    def set_speaker_language(self, meeting_id: int, user_id: int, language: str) -> None:
+        """The language a speaker is transcribed in (given, or detected and kept)."""
+        with self._tx() as db:
+            db.execute(
+                "UPDATE speakers SET language = ? WHERE meeting_id = ? AND user_id = ?",
+                (language, checked_id(meeting_id, "meeting id"), checked_id(user_id, "user id")),
+            )
+
+    # -- the transcript --------------------------------------------------------------
+
+    def add_segments(
+        self, meeting_id: int, run: int, segments: Iterable[Segment], language: str | None = None
+    ) -> None:
+        """Append one utterance's segments to transcript ``run``, in one transaction."""
+        mid = checked_id(meeting_id, "meeting id")
+        rows = [
+            (
+                mid,
+                run,
+                checked_id(seg.user_id, "user id"),
+                seg.start,
+                seg.end,
+                seg.text,
+                json.dumps([[w.start, w.end, w.text, w.probability] for w in seg.words]),
+                language,
+            )
+            for seg in segments
+        ]
+        if not rows:
+            return
+        with self._tx() as db:
+            db.executemany(
+                "INSERT INTO segments (meeting_id, run, user_id, start_s, end_s, text, words,"
+                " language) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                rows,
+            )
+
+    def segments(self, meeting_id: int, run: int | None = None) -> list[Segment]:
+        """Transcript ``run`` (default: the meeting's current one) by start time."""
+        mid = checked_id(meeting_id, "meeting id")
+        with self._lock:
+            if run is None:
+                run = self._current_run(mid)
+            rows = self._db.execute(
+                "SELECT user_id, start_s, end_s, text, words FROM segments"
+                " WHERE meeting_id = ? AND run = ? ORDER BY start_s, end_s, user_id, id",
+                (mid, run),
+            ).fetchall()
+        return [
+            Segment(uid, start, end, text, tuple(Word(*w) for w in json.loads(words)))
+            for uid, start, end, text, words in rows
+        ]
+
+    def new_run(self, meeting_id: int) -> int:
+        """A run number no segment of ``meeting_id`` uses yet (for a re-transcription)."""
+        mid = checked_id(meeting_id, "meeting id")
+        with self._lock:
+            row = self._db.execute(
+                "SELECT MAX(run) FROM segments WHERE meeting_id = ?", (mid,)
+            ).fetchone()
+            return max(int(row[0] or 0), self._current_run(mid)) + 1
+
+    def use_run(self, meeting_id: int, run: int) -> None:
+        """Make ``run`` the meeting's transcript and delete every other run."""
+        mid = checked_id(meeting_id, "meeting id")
+        with self._tx() as db:
+            db.execute("UPDATE meetings SET transcript_run = ? WHERE id = ?", (run, mid))
+            db.execute("DELETE FROM segments WHERE meeting_id = ? AND run != ?", (mid, run))
+
+    def delete_segments(self, meeting_id: int, user_id: int) -> int:
+        """Delete every segment of ``user_id`` in the meeting (an opt-out); how many."""
+        with self._tx() as db:
+            cur = db.execute(
+                "DELETE FROM segments WHERE meeting_id = ? AND user_id = ?",
+                (checked_id(meeting_id, "meeting id"), checked_id(user_id, "user id")),
+            )
+            return int(cur.rowcount)
+
+    def _current_run(self, meeting_id: int) -> int:
+        row = self._db.execute(
+            "SELECT transcript_run FROM meetings WHERE id = ?", (meeting_id,)
+        ).fetchone()
+        if row is None:
+            raise RecordingError(f"no meeting {meeting_id}")
+        return int(row[0])
+
     # -- reading ---------------------------------------------------------------------
 
     def list_meetings(self, status: str | None = None, limit: int | None = None) -> list[Meeting]:
         """Meetings, newest first, optionally only those in ``status``."""
         with self._lock:
             rows = self._db.execute(
-                "SELECT id, guild_id, channel_id, channel_name, started_by, started_at,"
-                " stopped_at, status, status_detail FROM meetings"
+                f"SELECT {_MEETING_COLUMNS} FROM meetings"  # noqa: S608 - a constant
                 " WHERE (?1 IS NULL OR status = ?1) ORDER BY started_at DESC, id DESC LIMIT ?2",
                 (status, -1 if limit is None else int(limit)),
             ).fetchall()
@@ -361,8 +475,7 @@ class MeetingIndex:
         mid = checked_id(meeting_id, "meeting id")
         with self._lock:
             row = self._db.execute(
-                "SELECT id, guild_id, channel_id, channel_name, started_by, started_at,"
-                " stopped_at, status, status_detail FROM meetings WHERE id = ?",
+                f"SELECT {_MEETING_COLUMNS} FROM meetings WHERE id = ?",  # noqa: S608 - a constant
                 (mid,),
             ).fetchone()
             if row is None:
@@ -371,7 +484,7 @@ class MeetingIndex:
             meeting.speakers.extend(
                 Speaker(*r)
                 for r in self._db.execute(
-                    "SELECT user_id, display_name, joined_ms FROM speakers"
+                    "SELECT user_id, display_name, joined_ms, language FROM speakers"
                     " WHERE meeting_id = ? ORDER BY joined_ms, user_id",
                     (mid,),
                 )

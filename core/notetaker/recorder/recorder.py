@@ -20,6 +20,7 @@ import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 from notetaker.errors import RecordingError
 from notetaker.recorder.index import MeetingIndex
@@ -191,6 +192,20 @@ class Recorder(AudioSink):
                         self._index_call(self.index.remove_track, self.meeting_id, uid)
             self._emit(TimelineEvent("opt_out", uid, self._ms(at), 0, "deleted" if delete else ""))
             self._write_events()
+
+    def flush_track(self, user_id: int) -> None:
+        """Write ``user_id``'s partial page now, so that a reader sees all of it."""
+        with self._lock:
+            track = self._tracks.get(user_id)
+            if track is not None and not track.closed:
+                try:
+                    track.flush()
+                except OSError as exc:
+                    self._fail(track, exc)
+
+    def track_path(self, user_id: int) -> Path:
+        """Where ``user_id``'s track is (or would be) written."""
+        return self.layout.track_path(self.meeting_id, user_id)
 
     def tick(self, now: float | None = None) -> None:
         """Flush partial pages that waited a flush interval, and pending events."""
