@@ -5,13 +5,24 @@ Imported only when the backend is used (the plugin module stays cheap to import)
 
 from __future__ import annotations
 
+import inspect
 from typing import Any
 
 import discord
 from discord import app_commands
 
-from notetaker.bot import COMMANDS
+from notetaker.bot import COMMANDS, CommandSpec, OptionSpec
 from notetaker.runtime import LibraryBackend, LibraryKit
+
+
+def _annotation(spec: OptionSpec) -> Any:
+    """What discord.py turns into one of core's options: ``bool``, ``str`` or, with a
+    maximum length, ``Range[str, None, max_length]``."""
+    if spec.kind == "boolean":
+        return bool
+    if spec.max_length is not None:
+        return app_commands.Range[str, None, spec.max_length]
+    return str
 
 
 class DiscordpyBackend(LibraryBackend):
@@ -35,14 +46,40 @@ class DiscordpyBackend(LibraryBackend):
         for spec in COMMANDS:
             self.tree.add_command(
                 app_commands.Command(
-                    name=spec.name, description=spec.description, callback=self._callback(spec.name)
+                    name=spec.name, description=spec.description, callback=self._callback(spec)
                 )
             )
 
-    def _callback(self, name: str) -> Any:
-        async def callback(interaction: discord.Interaction) -> None:
-            await self.dispatch(interaction, name, {})
+    def _callback(self, spec: CommandSpec) -> Any:
+        async def callback(interaction: discord.Interaction, **options: Any) -> None:
+            # discord.py passes every declared option, the default (None) for those not given.
+            given = {name: value for name, value in options.items() if value is not None}
+            await self.dispatch(interaction, spec.name, given)
 
+        # app_commands.Command builds its parameters from the callback's signature (a
+        # default makes one optional) and their descriptions from this attribute, which
+        # its @describe decorator sets.
+        callback.__signature__ = inspect.Signature(  # type: ignore[attr-defined]
+            [
+                inspect.Parameter(
+                    "interaction",
+                    inspect.Parameter.POSITIONAL_OR_KEYWORD,
+                    annotation=discord.Interaction,
+                ),
+                *(
+                    inspect.Parameter(
+                        o.name,
+                        inspect.Parameter.KEYWORD_ONLY,
+                        default=None,
+                        annotation=_annotation(o),
+                    )
+                    for o in spec.options
+                ),
+            ]
+        )
+        callback.__discord_app_commands_param_description__ = {  # type: ignore[attr-defined]
+            o.name: o.description for o in spec.options
+        }
         return callback
 
 

@@ -5,12 +5,32 @@ No ``from __future__ import annotations`` here: nextcord reads the callback's
 annotations at runtime to build the command's options.
 """
 
+import inspect
 from typing import Any
 
 import nextcord
 
-from notetaker.bot import COMMANDS
+from notetaker.bot import COMMANDS, CommandSpec, OptionSpec
 from notetaker.runtime import LibraryBackend, LibraryKit
+
+_TYPES: dict[str, type] = {"boolean": bool, "string": str}
+
+
+def _parameter(spec: OptionSpec) -> inspect.Parameter:
+    """The callback parameter nextcord turns into one of core's options: annotated with
+    its type, a ``SlashOption`` as its default (not required, None when not given)."""
+    return inspect.Parameter(
+        spec.name,
+        inspect.Parameter.KEYWORD_ONLY,
+        annotation=_TYPES[spec.kind],
+        default=nextcord.SlashOption(
+            name=spec.name,
+            description=spec.description,
+            required=False,
+            default=None,
+            max_length=spec.max_length,
+        ),
+    )
 
 
 class NextcordBackend(LibraryBackend):
@@ -26,13 +46,26 @@ class NextcordBackend(LibraryBackend):
     def register_commands(self) -> None:
         for spec in COMMANDS:
             self.client.slash_command(name=spec.name, description=spec.description)(
-                self._callback(spec.name)
+                self._callback(spec)
             )
 
-    def _callback(self, name: str) -> Any:
-        async def callback(interaction: nextcord.Interaction) -> None:
-            await self.dispatch(interaction, name, {})
+    def _callback(self, spec: CommandSpec) -> Any:
+        async def callback(interaction: nextcord.Interaction, **options: Any) -> None:
+            # nextcord passes every declared option, the default (None) for those not given.
+            given = {name: value for name, value in options.items() if value is not None}
+            await self.dispatch(interaction, spec.name, given)
 
+        # nextcord reads a command's options from the callback's signature.
+        callback.__signature__ = inspect.Signature(  # type: ignore[attr-defined]
+            [
+                inspect.Parameter(
+                    "interaction",
+                    inspect.Parameter.POSITIONAL_OR_KEYWORD,
+                    annotation=nextcord.Interaction,
+                ),
+                *(_parameter(o) for o in spec.options),
+            ]
+        )
         return callback
 
 

@@ -5,12 +5,24 @@ py-cord passes an ``ApplicationContext``; its ``interaction`` is the same ``Inte
 the other libraries hand over, so core's bridge works on it unchanged.
 """
 
+import inspect
 from typing import Any
 
 import discord
 
-from notetaker.bot import COMMANDS
+from notetaker.bot import COMMANDS, CommandSpec, OptionSpec
 from notetaker.runtime import LibraryBackend, LibraryKit
+
+_TYPES: dict[str, type] = {"boolean": bool, "string": str}
+
+
+def _option(spec: OptionSpec) -> Any:
+    """The ``discord.Option`` for one of core's options: never required, None when not
+    given (no option is ever None when given, so None means "not given")."""
+    limits = {} if spec.max_length is None else {"max_length": spec.max_length}
+    return discord.Option(
+        _TYPES[spec.kind], spec.description, name=spec.name, default=None, **limits
+    )
 
 
 class PycordBackend(LibraryBackend):
@@ -27,14 +39,31 @@ class PycordBackend(LibraryBackend):
         for spec in COMMANDS:
             self.client.add_application_command(
                 discord.SlashCommand(
-                    self._callback(spec.name), name=spec.name, description=spec.description
+                    self._callback(spec), name=spec.name, description=spec.description
                 )
             )
 
-    def _callback(self, name: str) -> Any:
-        async def callback(ctx: discord.ApplicationContext) -> None:
-            await self.dispatch(ctx.interaction, name, {})
+    def _callback(self, spec: CommandSpec) -> Any:
+        async def callback(ctx: discord.ApplicationContext, **options: Any) -> None:
+            # py-cord passes every declared option, the default (None) for those not given.
+            given = {name: value for name, value in options.items() if value is not None}
+            await self.dispatch(ctx.interaction, spec.name, given)
 
+        # py-cord reads a command's options from its callback's signature: one keyword
+        # parameter per option, annotated with its discord.Option.
+        callback.__signature__ = inspect.Signature(  # type: ignore[attr-defined]
+            [
+                inspect.Parameter(
+                    "ctx",
+                    inspect.Parameter.POSITIONAL_OR_KEYWORD,
+                    annotation=discord.ApplicationContext,
+                ),
+                *(
+                    inspect.Parameter(o.name, inspect.Parameter.KEYWORD_ONLY, annotation=_option(o))
+                    for o in spec.options
+                ),
+            ]
+        )
         return callback
 
 
