@@ -25,7 +25,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -37,7 +37,8 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 MANAGE_GUILD = 1 << 5
 #: Seconds to wait for any one thing the meeting needs (a reply, a message, a speaker).
 WAIT = 60.0
-#: Generous: transcription of the whole meeting happens between /stopnotes and the notes.
+#: Generous bound on /stopnotes -> notes (on the live path it takes seconds; a slow
+#: machine may still be working through a backlog).
 NOTES_WAIT = 600.0
 
 
@@ -92,10 +93,13 @@ class Outcome:
     notes_dir: Path
     markdown: str
     message: Any  #: the simulator's record entry of the notes message
-    progress: list[str]  #: followups on /stopnotes while transcribing
+    progress: list[str]  #: followups on /stopnotes while the transcript is finished
     speakers: dict[str, int]  #: speaker name -> user id in the simulated guild
     status: str  #: the meeting's status in the session index
     timings: dict[str, float]
+    captions: list[str] = field(default_factory=list)  #: caption lines, in posting order
+    caption_thread: int | None = None  #: the captions thread's channel id
+    rate_limited: int = 0  #: 429s the simulator answered the bot
 
 
 def prepare_speech(
@@ -125,8 +129,14 @@ async def run_meeting(
     *,
     say: Callable[[str], None] = lambda _: None,
     scenario: str = "modern",
+    captions: bool = True,
+    language: str | None = None,
+    opt_out: Sequence[str] = (),
 ) -> Outcome:
-    """Simulator + voice server + the configured bot; /startnotes, talk, /stopnotes, notes."""
+    """Simulator + voice server + the configured bot; /startnotes, talk, /stopnotes, notes.
+
+    ``opt_out`` names speakers who run /optout before the meeting starts.
+    """
     from discordsim.app import Simulator
     from discordsim.tls import TestCA
     from discordsim.voice.participants import ParticipantSpec
@@ -149,6 +159,8 @@ async def run_meeting(
     backend_spec = plugins.load().backend(settings.backend)
     helper = importlib.import_module(f"discordsim.testing.{settings.backend}")
     ca = TestCA()
+    caption_lines: list[str] = []
+    thread: list[int] = []
     async with (
         Simulator(world, lifetime=NOTES_WAIT + 300) as sim,
         VoiceServer(world, scenario, record=sim.record, tls=ca, max_lifetime_s=None) as voice,
@@ -163,13 +175,25 @@ async def run_meeting(
             f"{settings.transport}, transcriber {settings.transcriber} ({settings.model})"
         )
         async with helper.logged_in(sim, backend.client):
+            watcher: asyncio.Task[None] | None = None
             try:
                 await sim.wait_command("startnotes", timeout=WAIT)
                 say(f"Simulated Discord on {sim.base_url}; the bot is logged in.")
+                for name in opt_out:
+                    inv = await sim.invoke("optout", user=world.user(name))
+                    reply = await inv.wait(lambda r: "opted out" in _text(r), timeout=WAIT)
+                    say(f"{name}: /optout -> {_text(reply)}")
                 started = time.monotonic()
-                inv = await sim.invoke("startnotes", user=organiser)
+                options: dict[str, object] = {"captions": captions}
+                if language:
+                    options["language"] = language
+                inv = await sim.invoke("startnotes", user=organiser, options=options)
                 reply = await inv.wait(lambda r: "Recording in" in _text(r), timeout=WAIT)
-                say(f"{ORGANISER}: /startnotes -> {_text(reply)}")
+                say(f"{ORGANISER}: /startnotes {_options(options)} -> {_text(reply)}")
+                if captions:
+                    watcher = asyncio.create_task(
+                        _follow_captions(sim, world.text_channel.id, thread, caption_lines, say)
+                    )
                 ids = {s.name: world.user(s.name).id for s in speakers}
                 say(f"{', '.join(ids)} are talking…")
                 for name, uid in ids.items():
@@ -191,9 +215,15 @@ async def run_meeting(
                 if not message.get("files"):
                     raise DemoError(message["content"])
                 timings["notes_s"] = time.monotonic() - stopped
-                progress = [_text(r) for r in inv.responses if _text(r).startswith("Transcribing")]
+                say(f"The notes were posted {timings['notes_s']:.1f} s after /stopnotes.")
+                progress = [
+                    _text(r) for r in inv.responses if _text(r).startswith("Finishing the")
+                ]
             finally:
+                if watcher is not None:
+                    watcher.cancel()
                 await backend.close()
+        rate_limited = len(sim.record.of("rest.rate_limited"))
     meeting_id = _meeting_id(_text(reply))
     index = MeetingIndex.open(settings.data_dir)
     try:
@@ -210,11 +240,36 @@ async def run_meeting(
         speakers=ids,
         status=status,
         timings=timings,
+        captions=caption_lines,
+        caption_thread=thread[0] if thread else None,
+        rate_limited=rate_limited,
     )
 
 
+def _options(options: dict[str, object]) -> str:
+    return " ".join(f"{k}:{str(v).lower() if isinstance(v, bool) else v}" for k, v in options.items())
+
+
+async def _follow_captions(
+    sim: Any, channel_id: int, thread: list[int], lines: list[str], say: Callable[[str], None]
+) -> None:
+    """Print the captions thread's messages as the bot posts them."""
+    created = await sim.record.wait_for("thread.create", timeout=WAIT, parent_id=channel_id)
+    thread.append(int(created["id"]))
+    say(f"The bot opened the thread {created['name']!r} for live captions.")
+    after = created.seq
+    while True:
+        entry = await sim.record.wait_for(
+            "message", timeout=NOTES_WAIT, after=after + 1, channel_id=thread[0]
+        )
+        after = entry.seq
+        for text in str(entry.get("content") or "").splitlines():
+            lines.append(text)
+            say(f"  caption: {text}")
+
+
 def _meeting_id(stopped_reply: str) -> int:
-    # "Stopped recording meeting 1; transcribing now."
+    # "Stopped recording meeting 1; finishing the notes."
     word = stopped_reply.split("meeting", 1)[1].split(";", 1)[0]
     return int(word.strip())
 
@@ -246,6 +301,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         "temporary folder that is kept)",
     )
     parser.add_argument("--scenario", default="modern", help="the voice server's scenario")
+    parser.add_argument(
+        "--no-captions", action="store_true", help="do not ask for live captions in a thread"
+    )
+    parser.add_argument(
+        "--language", default=None, help="/startnotes language: (a code such as en, or auto)"
+    )
     args = parser.parse_args(argv)
 
     from notetaker.errors import NotetakerError
@@ -265,7 +326,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     say(f"Speaking the script with espeak-ng into {settings.data_dir / 'demo-speech'}")
     speakers = prepare_speech(settings.data_dir / "demo-speech")
     try:
-        outcome = asyncio.run(run_meeting(settings, speakers, say=say, scenario=args.scenario))
+        outcome = asyncio.run(
+            run_meeting(
+                settings,
+                speakers,
+                say=say,
+                scenario=args.scenario,
+                captions=not args.no_captions,
+                language=args.language,
+            )
+        )
     except DemoError as exc:
         say(f"bot: {exc}")
         return 1
