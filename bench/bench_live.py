@@ -41,7 +41,7 @@ from typing import Any
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 sys.path.insert(0, str(Path(__file__).parent))
 
-from live_meetings import SPEAKERS, USER_IDS, generate, load, packets  # noqa: E402
+from live_meetings import SPEAKERS, USER_IDS, generate, load, packets
 
 START = 10_000.0
 
@@ -140,7 +140,9 @@ def run_posthoc(folder: Path, data_dir: Path, model: str, threads: int) -> dict[
     gen = load(folder)
     index, mid = _meeting(data_dir)
     replay = _Replay(gen.packets, realtime=False)
-    recorder = Recorder(DataLayout(data_dir), mid, index=index, started_at=START, clock=replay.clock)
+    recorder = Recorder(
+        DataLayout(data_dir), mid, index=index, started_at=START, clock=replay.clock
+    )
     replay.run(recorder, lambda: recorder.tick(), lambda: None)
     engine = _engine(model, data_dir, threads)
     whisper = engine.load()
@@ -187,7 +189,9 @@ def run_live(
     settings = _settings(data_dir, model)
     index, mid = _meeting(data_dir)
     replay = _Replay(gen.packets, realtime=realtime)
-    recorder = Recorder(DataLayout(data_dir), mid, index=index, started_at=START, clock=replay.clock)
+    recorder = Recorder(
+        DataLayout(data_dir), mid, index=index, started_at=START, clock=replay.clock
+    )
     engine = _engine(model, data_dir, threads)
     engine.load()
     rss_loaded = peak_rss_mib()

@@ -73,7 +73,6 @@ def script(minutes: float, seed: int = 1) -> Iterator[tuple[str, str]]:
 def generate(folder: Path, minutes: float, seed: int = 1, gap_s: float = 0.8) -> Generated:
     """Synthesise a meeting of at least ``minutes`` into ``folder``."""
     from discordsim.voice.participants import SAMPLE_RATE, encode_opus, timeline
-
     from notetaker_transcribe.speech import speak
 
     folder.mkdir(parents=True, exist_ok=True)

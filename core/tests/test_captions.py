@@ -9,6 +9,7 @@ backend contract suite and the end-to-end meeting.
 from __future__ import annotations
 
 import asyncio
+import itertools
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -75,7 +76,7 @@ async def test_lines_are_batched_and_never_posted_faster_than_the_pacing() -> No
     assert "\n".join(texts).splitlines() == [f"[00:{2 * n:02d}] user1: line {n}" for n in range(12)]
     assert len(texts) < 12  # batched
     times = [t for t, _ in platform.sent]
-    assert all(b - a >= 0.05 for a, b in zip(times, times[1:], strict=False))
+    assert all(b - a >= 0.05 for a, b in itertools.pairwise(times))
 
 
 async def test_a_429_is_waited_out_and_the_lines_are_kept() -> None:

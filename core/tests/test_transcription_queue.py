@@ -151,9 +151,13 @@ def _tone_frames(user_id: int, ssrc: int, spurts: list[tuple[int, int]]) -> list
             )
             frames.append(
                 AudioFrame(
-                    user_id, ssrc, i & 0xFFFF, (i * 960) & 0xFFFF_FFFF,
-                    START + i * 0.02 + 0.002, enc.encode(pcm),
-                )  # fmt: skip
+                    user_id,
+                    ssrc,
+                    i & 0xFFFF,
+                    (i * 960) & 0xFFFF_FFFF,
+                    START + i * 0.02 + 0.002,
+                    enc.encode(pcm),
+                )
             )
     return frames
 
