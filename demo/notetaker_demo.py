@@ -216,9 +216,7 @@ async def run_meeting(
                     raise DemoError(message["content"])
                 timings["notes_s"] = time.monotonic() - stopped
                 say(f"The notes were posted {timings['notes_s']:.1f} s after /stopnotes.")
-                progress = [
-                    _text(r) for r in inv.responses if _text(r).startswith("Finishing the")
-                ]
+                progress = [_text(r) for r in inv.responses if _text(r).startswith("Finishing the")]
             finally:
                 if watcher is not None:
                     watcher.cancel()
@@ -247,7 +245,9 @@ async def run_meeting(
 
 
 def _options(options: dict[str, object]) -> str:
-    return " ".join(f"{k}:{str(v).lower() if isinstance(v, bool) else v}" for k, v in options.items())
+    return " ".join(
+        f"{k}:{str(v).lower() if isinstance(v, bool) else v}" for k, v in options.items()
+    )
 
 
 async def _follow_captions(
