@@ -1,62 +1,88 @@
-"""The faster-whisper engine: CTranslate2 Whisper on CPU (int8), Silero VAD, no torch."""
+"""The faster-whisper engine: CTranslate2 Whisper on CPU (int8), Silero VAD, no torch.
+
+One utterance at a time (``batch_size`` 1): on a CPU, batching buys nothing, and a
+short utterance is transcribed in well under its own length.
+"""
 
 from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from notetaker.errors import ModelResolutionError, TranscriptionError
-from notetaker.transcript import Progress, Segment, TrackInput, Transcriber, Word
+from notetaker.transcript import (
+    PCM_RATE,
+    Segment,
+    Transcriber,
+    UtteranceAudio,
+    UtteranceResult,
+    Word,
+)
+from notetaker_transcribe.guard import Candidate, Rejections
 from notetaker_transcribe.models import resolve_model
-from notetaker_transcribe.options import EngineOptions
+from notetaker_transcribe.options import EngineOptions, is_english_only, language_for
 
 if TYPE_CHECKING:
     import numpy as np
     from numpy.typing import NDArray
 
 log = logging.getLogger(__name__)
-SAMPLE_RATE = 16_000
+SAMPLE_RATE = PCM_RATE
 
 
-def decode_track(path: Path) -> NDArray[np.float32]:
-    """Mono float32 samples at 16 kHz from any file PyAV can read (Ogg Opus included)."""
-    from faster_whisper import decode_audio
+def pcm_to_float(pcm: bytes) -> NDArray[np.float32]:
+    """float32 samples in [-1, 1) from 16-bit little-endian PCM."""
+    import numpy as np
 
-    if not path.is_file():
-        raise TranscriptionError(f"track {path} does not exist")
-    try:
-        audio: NDArray[np.float32] = decode_audio(str(path), sampling_rate=SAMPLE_RATE)
-    except Exception as exc:  # PyAV raises its own error types per codec and container
-        raise TranscriptionError(f"cannot decode {path}: {type(exc).__name__}: {exc}") from exc
-    return audio
+    if len(pcm) % 2:
+        raise TranscriptionError(f"utterance PCM must be s16le: {len(pcm)} bytes is odd")
+    samples: NDArray[np.float32] = np.frombuffer(pcm, dtype="<i2").astype(np.float32) / 32768.0
+    return samples
+
+
+def has_speech(audio: NDArray[np.float32]) -> bool:
+    """Whether Silero VAD (the model inside the faster-whisper wheel) hears any speech.
+
+    Asked before Whisper runs: on an utterance of noise, music or breathing this is the
+    whole cost (about 15 ms for 10 s of audio), where Whisper's encoder and language
+    detection would take half a second or more and could only invent text.
+    """
+    from faster_whisper.vad import VadOptions, get_speech_timestamps
+
+    return bool(get_speech_timestamps(audio, VadOptions(), sampling_rate=SAMPLE_RATE))
 
 
 def to_segments(
-    raw: Iterable[Any],
-    track: TrackInput,
-    duration: float,
-    progress: Progress | None = None,
+    raw: Iterable[Any], utterance: UtteranceAudio, rejections: Rejections
 ) -> list[Segment]:
-    """Meeting-clock segments from faster-whisper's segments (times relative to the track).
+    """Meeting-clock segments from faster-whisper's (times relative to the utterance),
+    without those the guard rejects.
 
-    Iterating ``raw`` is where faster-whisper does its decoding, so this is the slow
-    part and reports progress as it goes.
+    Iterating ``raw`` is where faster-whisper decodes, so this is the slow part.
     """
-    offset = track.offset_s
+    offset = utterance.start_s
+    duration = utterance.duration_s
     out: list[Segment] = []
     for seg in raw:
         text = str(seg.text).strip()
-        if progress is not None and duration > 0:
-            progress(min(float(seg.end) / duration, 1.0))
         if not text:
+            continue
+        candidate = Candidate(
+            text=text,
+            no_speech_prob=float(seg.no_speech_prob),
+            avg_logprob=float(seg.avg_logprob),
+            compression_ratio=float(seg.compression_ratio),
+        )
+        if not rejections.keep(candidate):
+            log.debug("guard rejected %r (%s)", text, candidate)
             continue
         words = tuple(
             Word(
-                start=offset + float(w.start),
-                end=offset + float(w.end),
+                start=offset + min(float(w.start), duration),
+                end=offset + min(float(w.end), duration),
                 text=str(w.word).strip(),
                 probability=float(w.probability),
             )
@@ -65,9 +91,9 @@ def to_segments(
         )
         out.append(
             Segment(
-                user_id=track.user_id,
-                start=offset + float(seg.start),
-                end=offset + float(seg.end),
+                user_id=utterance.user_id,
+                start=offset + min(float(seg.start), duration),
+                end=offset + min(float(seg.end), duration),
                 text=text,
                 words=words,
             )
@@ -76,17 +102,19 @@ def to_segments(
 
 
 class FasterWhisperTranscriber(Transcriber):
-    """Transcribes one track at a time with faster-whisper.
+    """Transcribes utterances one by one with faster-whisper.
 
     The model is resolved and loaded on first use, so constructing one is cheap.
     """
 
     name = "faster-whisper"
+    batch_size = 1
 
     def __init__(self, options: EngineOptions | None = None) -> None:
         self.options = options or EngineOptions()
         self._model: Any = None
         self._model_path: Path | None = None
+        self._english_only = is_english_only(self.options.model)
         self._lock = threading.Lock()
 
     @property
@@ -104,7 +132,7 @@ class FasterWhisperTranscriber(Transcriber):
 
                 device, compute = opts.device_and_compute()
                 try:
-                    self._model = WhisperModel(
+                    model = WhisperModel(
                         str(path),
                         device=device,
                         compute_type=compute,
@@ -115,38 +143,58 @@ class FasterWhisperTranscriber(Transcriber):
                     raise ModelResolutionError(
                         f"cannot load Whisper model from {path}: {type(exc).__name__}: {exc}"
                     ) from exc
-                self._model_path = path
+                # A folder's name need not say ".en"; the model itself knows.
+                self._english_only = self._english_only or not model.model.is_multilingual
+                self._model, self._model_path = model, path
                 log.info("faster-whisper model %s loaded from %s", opts.model, path)
             return self._model
 
-    def transcribe(self, track: TrackInput, progress: Progress | None = None) -> list[Segment]:
+    def language_for(self, utterance: UtteranceAudio) -> str | None:
+        """The language ``utterance`` is decoded in; None: detect it."""
+        return language_for(
+            utterance.language, self.options.language, english_only=self._english_only
+        )
+
+    def transcribe_utterances(self, batch: Sequence[UtteranceAudio]) -> list[UtteranceResult]:
         model = self.load()
-        audio = decode_track(track.path)
-        duration = len(audio) / SAMPLE_RATE
-        if duration == 0:
-            if progress is not None:
-                progress(1.0)
-            return []
-        opts = self.options
+        return [self._one(model, utterance) for utterance in batch]
+
+    def _one(self, model: Any, utterance: UtteranceAudio) -> UtteranceResult:
+        language = self.language_for(utterance)
+        # What a result says when nothing was decoded: the language asked for, if any.
+        silent = UtteranceResult((), language, 1.0 if language else 0.0)
+        audio = pcm_to_float(utterance.pcm)
+        if len(audio) == 0:
+            return silent
+        where = f"the utterance of user {utterance.user_id} at {utterance.start_s:.2f} s"
         try:
-            raw, _info = model.transcribe(
+            if not has_speech(audio):
+                return silent
+            raw, info = model.transcribe(
                 audio,
-                language=opts.language,
-                beam_size=opts.beam_size,
+                language=language,
+                beam_size=self.options.beam_size,
                 vad_filter=True,
                 word_timestamps=True,
+                # Utterances are independent: conditioning on text the model may have
+                # invented would carry an invention into the next window.
+                condition_on_previous_text=False,
             )
+            rejections = Rejections()
             # transcribe() returns a lazy generator: the decoding happens here.
-            segments = to_segments(raw, track, duration, progress)
+            segments = to_segments(raw, utterance, rejections)
         except TranscriptionError:
             raise
         except Exception as exc:
             raise TranscriptionError(
-                f"faster-whisper failed on {track.path}: {type(exc).__name__}: {exc}"
+                f"faster-whisper failed on {where}: {type(exc).__name__}: {exc}"
             ) from exc
-        if progress is not None:
-            progress(1.0)
-        return segments
+        return UtteranceResult(
+            segments=tuple(segments),
+            language=str(info.language),
+            language_probability=float(info.language_probability),
+            rejected=rejections.as_tuple(),
+        )
 
     def close(self) -> None:
         with self._lock:

@@ -22,7 +22,8 @@ class EngineOptions:
     ``model``: a name (``tiny.en``, ``base``, ``large-v3``...) or a CTranslate2 folder.
     ``device``: ``cpu``, ``cuda`` or ``auto`` (CUDA when CTranslate2 sees a GPU).
     ``compute_type``: a CTranslate2 type; ``auto`` is float16 on CUDA, int8 on CPU.
-    ``language``: ``None`` detects it per track; English-only models force ``en``.
+    ``language``: the default for utterances that name none; ``None``, ``""`` or
+    ``"auto"`` detect it per utterance. English-only models always use ``en``.
     ``cpu_threads``: 0 uses every core this process may run on.
     ``batch_size`` and ``align`` are for whisperx only; ``align`` downloads wav2vec2.
     ``offline``: ``None`` follows ``HF_HUB_OFFLINE``.
@@ -83,6 +84,32 @@ class EngineOptions:
         if "model" in values:
             values["model"] = str(values["model"])
         return cls(**values)
+
+
+#: Language settings that mean "detect it".
+DETECT = frozenset({"", "auto", "detect"})
+
+
+def normalise_language(value: str | None) -> str | None:
+    """An ISO 639-1 code as Whisper spells it (``"de-DE"`` -> ``"de"``), or None to detect."""
+    if value is None:
+        return None
+    code = value.strip().lower().replace("_", "-").split("-")[0]
+    return None if code in DETECT else code
+
+
+def is_english_only(model: str) -> bool:
+    """Whether a model name or folder is an English-only Whisper (``tiny.en``...)."""
+    return Path(str(model).rstrip("/\\")).name.lower().endswith(".en")
+
+
+def language_for(requested: str | None, default: str | None, *, english_only: bool) -> str | None:
+    """The language to decode an utterance in: its own, else the configured default, else
+    None (detect). An English-only model understands nothing else, so it is always ``en``."""
+    if english_only:
+        return "en"
+    chosen = normalise_language(requested)
+    return chosen if chosen is not None else normalise_language(default)
 
 
 def _get(source: Any, name: str) -> Any:

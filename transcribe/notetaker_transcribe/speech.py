@@ -1,7 +1,9 @@
-"""Synthetic speech tracks and word error rate, for tests and benchmarks.
+"""Synthetic speech and word error rate, for tests and benchmarks.
 
-Speech comes from espeak-ng and is encoded the way notetaker records a speaker: Ogg
-Opus at 48 kHz. Needs the ``espeak-ng`` and ``ffmpeg`` programs.
+Speech comes from espeak-ng. :func:`speak_pcm` gives one utterance as the live path
+hands it to a transcriber (through Opus at 48 kHz, decoded to 16 kHz mono s16le);
+:func:`make_track` and :func:`make_meeting` write whole Ogg Opus tracks, as the
+simulator's participants send them. Needs the ``espeak-ng`` and ``ffmpeg`` programs.
 """
 
 from __future__ import annotations
@@ -94,6 +96,47 @@ def speak(text: str, voice: str = "en-us", speed: int = 160) -> tuple[bytes, int
             if wav.getsampwidth() != 2 or wav.getnchannels() != 1:
                 raise RuntimeError("espeak-ng did not write 16-bit mono audio")
             return wav.readframes(wav.getnframes()), wav.getframerate()
+
+
+def speak_pcm(
+    text: str,
+    voice: str = "en-us",
+    *,
+    rate: int = 16_000,
+    speed: int = 160,
+    opus: bool = True,
+    lead_s: float = 0.3,
+    tail_s: float = 0.3,
+) -> bytes:
+    """``text`` spoken by espeak-ng as mono s16le at ``rate``, with ``lead_s``/``tail_s``
+    of silence around it (the utterance cutter keeps a little of the pause).
+
+    ``opus``: pass it through Opus at 48 kHz first, the codec Discord carries it in, so
+    the model hears what it will hear from a real speaker's stream.
+    """
+    pcm, source_rate = speak(text, voice, speed)
+    pcm = b"\0\0" * round(lead_s * source_rate) + pcm + b"\0\0" * round(tail_s * source_rate)
+    raw = ["-f", "s16le", "-ac", "1"]
+    with tempfile.TemporaryDirectory() as tmp:
+        source: list[str] = [*raw, "-ar", str(source_rate), "-i", "-"]
+        stdin: bytes | None = pcm
+        if opus:
+            ogg = Path(tmp) / "speech.ogg"
+            subprocess.run(  # noqa: S603 - fixed arguments, no shell
+                [_tool("ffmpeg"), "-loglevel", "error", "-y", *source, "-c:a", "libopus",
+                 "-b:a", "64k", "-ar", "48000", str(ogg)],
+                input=pcm,
+                check=True,
+                capture_output=True,
+            )  # fmt: skip
+            source, stdin = ["-i", str(ogg)], None
+        done = subprocess.run(  # noqa: S603 - fixed arguments, no shell
+            [_tool("ffmpeg"), "-loglevel", "error", *source, *raw, "-ar", str(rate), "-"],
+            input=stdin,
+            check=True,
+            capture_output=True,
+        )
+    return done.stdout
 
 
 def make_track(

@@ -10,9 +10,14 @@ import atexit
 import os
 import shutil
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
+
+if TYPE_CHECKING:
+    from notetaker_transcribe.fw_engine import FasterWhisperTranscriber
 
 _CACHE = Path(tempfile.mkdtemp(prefix="notetaker-transcribe-tests-"))
 atexit.register(shutil.rmtree, _CACHE, ignore_errors=True)
@@ -28,3 +33,21 @@ os.environ["TORCH_HOME"] = str(_CACHE / "torch")
 def shared_data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A data dir shared by the engine tests, so ``base`` is rebuilt once per run."""
     return tmp_path_factory.mktemp("data")
+
+
+@pytest.fixture(scope="session")
+def fw_engines(shared_data_dir: Path) -> Iterator[dict[str, FasterWhisperTranscriber]]:
+    """One faster-whisper engine per shipped model for the whole run, loaded on first
+    use: loading is the slow part. No default language, so each test says its own."""
+    from notetaker_transcribe.fw_engine import FasterWhisperTranscriber
+    from notetaker_transcribe.options import EngineOptions
+
+    engines = {
+        name: FasterWhisperTranscriber(
+            EngineOptions(model=name, data_dir=shared_data_dir, device="cpu", language=None)
+        )
+        for name in ("tiny.en", "base")
+    }
+    yield engines
+    for engine in engines.values():
+        engine.close()
