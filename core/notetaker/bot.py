@@ -294,9 +294,12 @@ class NotetakerBot:
             elif isinstance(event, Stopped):
                 channel = state.text_channel_id
                 if channel is not None:
-                    await self.platform.send_message(
-                        channel, f"Voice connection lost: {event.reason}"
-                    )
+                    try:
+                        await self.platform.send_message(
+                            channel, f"Voice connection lost: {event.reason}"
+                        )
+                    except NotetakerError as exc:  # the notes below matter more
+                        log.warning("could not tell the channel the voice was lost: %s", exc)
                     if state.meeting is not None:
                         await self._finish(guild_id, channel, state, None)
                 state.session = None
@@ -321,6 +324,10 @@ class NotetakerBot:
         await ctx.defer()
         session = await self._ensure_voice(ctx, state)
         state.excluded = self.consent.opted_out(ctx.guild_id)
+        # Announced before anything is captured: if the channel cannot be told, nothing
+        # is recorded (the error reaches the member who asked).
+        announcement = self.settings.consent_message.replace("{starter}", ctx.member.display_name)
+        announced = await self.platform.send_message(ctx.channel_id, announcement)
         meeting = self.meetings(
             guild_id=ctx.guild_id,
             voice_channel_id=ctx.voice_channel_id or 0,
@@ -331,8 +338,6 @@ class NotetakerBot:
         )
         state.meeting = meeting
         session.set_sink(OptOutFilter(meeting.sink, state.excluded))
-        announcement = self.settings.consent_message.replace("{starter}", ctx.member.display_name)
-        announced = await self.platform.send_message(ctx.channel_id, announcement)
         prefix = self.settings.recording_nickname_prefix
         if prefix:
             state.renamed = await self.platform.set_nickname(ctx.guild_id, prefix + self.bot_name)
