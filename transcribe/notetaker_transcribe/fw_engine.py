@@ -7,6 +7,7 @@ short utterance is transcribed in well under its own length.
 from __future__ import annotations
 
 import logging
+import math
 import threading
 from collections.abc import Iterable, Sequence
 from pathlib import Path
@@ -43,8 +44,17 @@ def pcm_to_float(pcm: bytes) -> NDArray[np.float32]:
     return samples
 
 
-def has_speech(audio: NDArray[np.float32]) -> bool:
-    """Whether Silero VAD (the model inside the faster-whisper wheel) hears any speech.
+#: Whisper's decoder budget: 448 tokens for a 30 s window, about 15 a second at most.
+TOKENS_PER_S = 15
+#: Room for the timestamps and punctuation of a very short utterance.
+TOKENS_SLACK = 32
+#: The decoder's 448 positions less the prompt (start, language, task tokens).
+MAX_NEW_TOKENS = 440
+
+
+def speech_seconds(audio: NDArray[np.float32]) -> float:
+    """How much of ``audio`` Silero VAD (the model inside the faster-whisper wheel) hears
+    as speech, with its padding; 0.0 for none.
 
     Asked before Whisper runs: on an utterance of noise, music or breathing this is the
     whole cost (about 15 ms for 10 s of audio), where Whisper's encoder and language
@@ -52,7 +62,24 @@ def has_speech(audio: NDArray[np.float32]) -> bool:
     """
     from faster_whisper.vad import VadOptions, get_speech_timestamps
 
-    return bool(get_speech_timestamps(audio, VadOptions(), sampling_rate=SAMPLE_RATE))
+    chunks = get_speech_timestamps(audio, VadOptions(), sampling_rate=SAMPLE_RATE)
+    return sum(c["end"] - c["start"] for c in chunks) / SAMPLE_RATE
+
+
+def has_speech(audio: NDArray[np.float32]) -> bool:
+    """Whether Silero VAD hears any speech in ``audio``."""
+    return speech_seconds(audio) > 0
+
+
+def token_budget(speech_s: float) -> int:
+    """New tokens to allow for ``speech_s`` seconds of speech.
+
+    Whisper stuck in a loop writes until its 448-token limit: on the 0.4 s of music VAD
+    let through, base spent 7 s of CPU writing one phrase over and over before its
+    retries gave up. No speech needs more than Whisper's own budget of about 15 tokens
+    a second, so the loop is cut where speech would have ended.
+    """
+    return min(MAX_NEW_TOKENS, TOKENS_SLACK + math.ceil(TOKENS_PER_S * speech_s))
 
 
 def to_segments(
@@ -168,7 +195,8 @@ class FasterWhisperTranscriber(Transcriber):
             return silent
         where = f"the utterance of user {utterance.user_id} at {utterance.start_s:.2f} s"
         try:
-            if not has_speech(audio):
+            speech_s = speech_seconds(audio)
+            if speech_s == 0:
                 return silent
             raw, info = model.transcribe(
                 audio,
@@ -179,6 +207,7 @@ class FasterWhisperTranscriber(Transcriber):
                 # Utterances are independent: conditioning on text the model may have
                 # invented would carry an invention into the next window.
                 condition_on_previous_text=False,
+                max_new_tokens=token_budget(speech_s),
             )
             rejections = Rejections()
             # transcribe() returns a lazy generator: the decoding happens here.

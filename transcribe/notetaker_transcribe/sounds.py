@@ -273,3 +273,27 @@ def _hat(rng: np.random.Generator, rate: int) -> NDArray:
     t = np.arange(round(0.05 * rate)) / rate
     hiss = _band(rng.standard_normal(len(t)), rate, min(6000.0, rate / 2 - 1), rate / 2)
     return 0.2 * hiss * np.exp(-t * 80.0)
+
+
+def open_mic(duration_s: float = 10.0, *, rate: int = 16_000) -> dict[str, Samples]:
+    """A named set of what an open microphone carries between utterances, for tests and
+    benchmarks: room noise at an ordinary (-50 dBFS) and loud (-30, -25) level, typing,
+    breathing, and music with drums, without, and under room noise.
+
+    The music seeds are ones in which Silero VAD finds a little "speech" (0.4-0.9 s of
+    each, at 16 kHz and 10 s), so that what keeps them out of the notes is the
+    hallucination guard, not VAD alone.
+    """
+    d, r = duration_s, rate
+    return {
+        "room-pink-realistic": room_noise(d, colour="pink", level_dbfs=-50, seed=1, rate=r),
+        "room-pink-loud": room_noise(d, colour="pink", level_dbfs=-30, seed=2, rate=r),
+        "room-brown-loud": room_noise(d, colour="brown", level_dbfs=-25, seed=2, rate=r),
+        "keyboard": keyboard_clicks(d, level_dbfs=-15, seed=2, rate=r),
+        "breathing": breathing(d, level_dbfs=-30, seed=2, rate=r),
+        "music-with-drums": music(d, seed=20, rate=r),
+        "music-tonal": music(d, seed=16, percussion=False, rate=r),
+        "music-in-a-room": mix(
+            music(d, seed=22, rate=r), room_noise(d, level_dbfs=-45, seed=3, rate=r)
+        ),
+    }

@@ -12,10 +12,15 @@ import pytest
 
 from notetaker import plugins
 from notetaker.errors import TranscriptionError
-from notetaker.transcript import TrackInput, Transcriber
+from notetaker.transcript import Transcriber, UtteranceAudio
 from notetaker_transcribe.fw_engine import FasterWhisperTranscriber
 from notetaker_transcribe.models import SHIPPED, shipped_installed
-from notetaker_transcribe.options import EngineOptions
+from notetaker_transcribe.options import (
+    EngineOptions,
+    is_english_only,
+    language_for,
+    normalise_language,
+)
 from notetaker_transcribe.wx_engine import WhisperXTranscriber
 
 
@@ -76,6 +81,41 @@ def test_options_from_settings_aliases_and_overrides() -> None:
     )
 
 
+@pytest.mark.parametrize(
+    ("value", "code"),
+    [(None, None), ("", None), ("auto", None), (" Auto ", None), ("detect", None),
+     ("de", "de"), ("DE", "de"), ("de-DE", "de"), ("pt_BR", "pt"), ("en", "en")],
+)  # fmt: skip
+def test_language_spellings(value: str | None, code: str | None) -> None:
+    assert normalise_language(value) == code
+
+
+def test_language_for_an_utterance() -> None:
+    # The utterance's own language first, then the configured default, else detect.
+    assert language_for("de", "fr", english_only=False) == "de"
+    assert language_for(None, "fr", english_only=False) == "fr"
+    assert language_for("auto", "fr", english_only=False) == "fr"
+    assert language_for(None, "auto", english_only=False) is None
+    assert language_for(None, None, english_only=False) is None
+    # An English-only model understands nothing else.
+    assert language_for("de", "fr", english_only=True) == "en"
+    assert language_for(None, None, english_only=True) == "en"
+
+
+def test_english_only_models_are_told_by_name() -> None:
+    assert is_english_only("tiny.en") and is_english_only("/models/faster-whisper-base.en/")
+    assert not is_english_only("base") and not is_english_only("large-v3")
+    assert not is_english_only("Systran/faster-whisper-base")
+
+
+def test_batch_size_is_one_on_cpu_and_the_option_on_cuda(tmp_path: Path) -> None:
+    def wx(device: str) -> int:
+        return WhisperXTranscriber(EngineOptions(device=device, batch_size=6)).batch_size
+
+    assert (wx("cpu"), wx("cuda")) == (1, 6)
+    assert FasterWhisperTranscriber(EngineOptions(device="cuda")).batch_size == 1
+
+
 @pytest.mark.skipif(
     importlib.util.find_spec("whisperx") is not None, reason="whisperx is installed"
 )
@@ -83,4 +123,4 @@ def test_options_from_settings_aliases_and_overrides() -> None:
 def test_whisperx_without_whisperx_says_how_to_install_it(tmp_path: Path) -> None:
     engine = WhisperXTranscriber(EngineOptions(model="tiny.en", data_dir=tmp_path))
     with pytest.raises(TranscriptionError, match=r"notetaker-transcribe\[whisperx\]"):
-        engine.transcribe(TrackInput(1, "A", tmp_path / "a.ogg", 0.0))
+        engine.transcribe_utterances([UtteranceAudio(1, 0.0, b"\0\0" * 160, "en")])
