@@ -94,7 +94,8 @@ class Outcome:
     markdown: str
     message: Any  #: the simulator's record entry of the notes message
     progress: list[str]  #: followups on /stopnotes while the transcript is finished
-    speakers: dict[str, int]  #: speaker name -> user id in the simulated guild
+    speakers: dict[str, int]  #: speaker name -> user id, of those who were recorded
+    all_speakers: dict[str, int]  #: every scripted speaker, opted out or not
     status: str  #: the meeting's status in the session index
     timings: dict[str, float]
     captions: list[str] = field(default_factory=list)  #: caption lines, in posting order
@@ -235,7 +236,8 @@ async def run_meeting(
         markdown=(notes_dir / "notes.md").read_text(encoding="utf-8"),
         message=message,
         progress=progress,
-        speakers=ids,
+        speakers={name: uid for name, uid in ids.items() if name not in opt_out},
+        all_speakers=ids,
         status=status,
         timings=timings,
         captions=caption_lines,
