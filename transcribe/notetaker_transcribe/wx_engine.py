@@ -30,7 +30,7 @@ from notetaker.transcript import (
     UtteranceResult,
     Word,
 )
-from notetaker_transcribe.fw_engine import pcm_to_float
+from notetaker_transcribe.fw_engine import pcm_to_float, token_budget
 from notetaker_transcribe.guard import Candidate, Rejections, compression_ratio
 from notetaker_transcribe.models import resolve_model
 from notetaker_transcribe.options import EngineOptions, is_english_only, language_for
@@ -52,10 +52,15 @@ def _whisperx() -> Any:
     return whisperx
 
 
-def decode_with_no_speech(model: Any, features: Any, tokenizer: Any, options: Any) -> dict:
+def decode_with_no_speech(
+    model: Any, features: Any, tokenizer: Any, options: Any, max_new_tokens: int | None = None
+) -> dict[str, list[Any]]:
     """whisperx 3.8.6's ``WhisperModel.generate_segment_batched``, also returning each
     item's ``no_speech_prob``: the guard's strongest evidence, which CTranslate2 computes
-    in the same decoding step when asked and whisperx does not ask for."""
+    in the same decoding step when asked and whisperx does not ask for.
+
+    ``max_new_tokens`` caps a decoding loop (see :func:`fw_engine.token_budget`).
+    """
     prompt = model.get_prompt(
         tokenizer,
         [],
@@ -70,7 +75,7 @@ def decode_with_no_speech(model: Any, features: Any, tokenizer: Any, options: An
         beam_size=options.beam_size,
         patience=options.patience,
         length_penalty=options.length_penalty,
-        max_length=model.max_length,
+        max_length=min(model.max_length, len(prompt) + (max_new_tokens or model.max_length)),
         suppress_blank=options.suppress_blank,
         suppress_tokens=options.suppress_tokens,
         no_repeat_ngram_size=options.no_repeat_ngram_size,
@@ -95,9 +100,16 @@ def _guarded_pipeline(pipeline: Any) -> Any:
     base = type(pipeline)
 
     class GuardedPipeline(base):  # type: ignore[valid-type, misc]
-        def _forward(self, model_inputs: dict) -> dict:
+        #: Set per call by the engine: the budget of the longest chunk decoded.
+        max_new_tokens: int | None = None
+
+        def _forward(self, model_inputs: dict[str, Any]) -> dict[str, list[Any]]:
             return decode_with_no_speech(
-                self.model, model_inputs["inputs"], self.tokenizer, self.options
+                self.model,
+                model_inputs["inputs"],
+                self.tokenizer,
+                self.options,
+                self.max_new_tokens,
             )
 
     return GuardedPipeline(
@@ -248,6 +260,7 @@ class WhisperXTranscriber(Transcriber):
             {"inputs": item.audio[round(s * PCM_RATE) : round(e * PCM_RATE)]}
             for item, (s, e) in chunks
         ]
+        pipeline.max_new_tokens = token_budget(max(e - s for _, (s, e) in chunks))
         outputs = pipeline(inputs, batch_size=self.batch_size, num_workers=0)
         for (item, (start, end)), out in zip(chunks, outputs, strict=True):
             item.raw.append({"start": start, "end": end, **{k: _one(v) for k, v in out.items()}})
