@@ -10,14 +10,16 @@ the engine attached via the library's ``VoiceProtocol`` — comes from core, so 
 from __future__ import annotations
 
 import asyncio
+import inspect
 import logging
 import ssl
 from abc import ABC, abstractmethod
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from notetaker.bot import MeetingFactory, NotetakerBot
+from notetaker.bot import CommandSpec, MeetingFactory, NotetakerBot, OptionSpec
 from notetaker.bridge import (
     InteractionContext,
     LibraryPlatform,
@@ -125,6 +127,34 @@ class LibraryBackend(ABC):
     async def dispatch(self, interaction: Any, name: str, options: dict[str, Any]) -> None:
         """Hand one slash command invocation to the bot."""
         await self.bot.handle(InteractionContext(interaction, name, options, self.kit.file_cls))
+
+    def command_callback(
+        self,
+        spec: CommandSpec,
+        first: tuple[str, Any],
+        option: Callable[[OptionSpec], inspect.Parameter],
+        interaction: Callable[[Any], Any] = lambda arg: arg,
+    ) -> Callable[..., Awaitable[None]]:
+        """A slash command callback for ``spec`` whose signature declares its options.
+
+        The libraries read a command's options from its callback's signature: ``first``
+        is the (name, annotation) of the argument they pass first, ``option`` makes each
+        option's keyword parameter the library's way, ``interaction`` takes the
+        interaction out of the first argument. Libraries pass every declared option,
+        None for those not given; only the given ones reach the bot.
+        """
+
+        async def callback(*args: Any, **options: Any) -> None:
+            given = {name: value for name, value in options.items() if value is not None}
+            await self.dispatch(interaction(args[0]), spec.name, given)
+
+        head = inspect.Parameter(
+            first[0], inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation=first[1]
+        )
+        callback.__signature__ = inspect.Signature(  # type: ignore[attr-defined]
+            [head, *(option(o) for o in spec.options)]
+        )
+        return callback
 
     def open_session(self, guild_id: int) -> VoiceSession:
         """A voice session for ``guild_id`` on the configured transport."""

@@ -51,32 +51,15 @@ class DiscordpyBackend(LibraryBackend):
             )
 
     def _callback(self, spec: CommandSpec) -> Any:
-        async def callback(interaction: discord.Interaction, **options: Any) -> None:
-            # discord.py passes every declared option, the default (None) for those not given.
-            given = {name: value for name, value in options.items() if value is not None}
-            await self.dispatch(interaction, spec.name, given)
-
-        # app_commands.Command builds its parameters from the callback's signature (a
-        # default makes one optional) and their descriptions from this attribute, which
-        # its @describe decorator sets.
-        callback.__signature__ = inspect.Signature(  # type: ignore[attr-defined]
-            [
-                inspect.Parameter(
-                    "interaction",
-                    inspect.Parameter.POSITIONAL_OR_KEYWORD,
-                    annotation=discord.Interaction,
-                ),
-                *(
-                    inspect.Parameter(
-                        o.name,
-                        inspect.Parameter.KEYWORD_ONLY,
-                        default=None,
-                        annotation=_annotation(o),
-                    )
-                    for o in spec.options
-                ),
-            ]
+        callback = self.command_callback(
+            spec,
+            ("interaction", discord.Interaction),
+            lambda o: inspect.Parameter(
+                o.name, inspect.Parameter.KEYWORD_ONLY, default=None, annotation=_annotation(o)
+            ),
         )
+        # app_commands.Command takes the options' descriptions from this attribute, which
+        # its @describe decorator sets (a default makes an option optional).
         callback.__discord_app_commands_param_description__ = {  # type: ignore[attr-defined]
             o.name: o.description for o in spec.options
         }

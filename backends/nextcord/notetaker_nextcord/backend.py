@@ -50,23 +50,7 @@ class NextcordBackend(LibraryBackend):
             )
 
     def _callback(self, spec: CommandSpec) -> Any:
-        async def callback(interaction: nextcord.Interaction, **options: Any) -> None:
-            # nextcord passes every declared option, the default (None) for those not given.
-            given = {name: value for name, value in options.items() if value is not None}
-            await self.dispatch(interaction, spec.name, given)
-
-        # nextcord reads a command's options from the callback's signature.
-        callback.__signature__ = inspect.Signature(  # type: ignore[attr-defined]
-            [
-                inspect.Parameter(
-                    "interaction",
-                    inspect.Parameter.POSITIONAL_OR_KEYWORD,
-                    annotation=nextcord.Interaction,
-                ),
-                *(_parameter(o) for o in spec.options),
-            ]
-        )
-        return callback
+        return self.command_callback(spec, ("interaction", nextcord.Interaction), _parameter)
 
 
 def create(settings: Any, **kwargs: Any) -> NextcordBackend:

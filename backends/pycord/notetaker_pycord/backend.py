@@ -44,27 +44,14 @@ class PycordBackend(LibraryBackend):
             )
 
     def _callback(self, spec: CommandSpec) -> Any:
-        async def callback(ctx: discord.ApplicationContext, **options: Any) -> None:
-            # py-cord passes every declared option, the default (None) for those not given.
-            given = {name: value for name, value in options.items() if value is not None}
-            await self.dispatch(ctx.interaction, spec.name, given)
-
-        # py-cord reads a command's options from its callback's signature: one keyword
-        # parameter per option, annotated with its discord.Option.
-        callback.__signature__ = inspect.Signature(  # type: ignore[attr-defined]
-            [
-                inspect.Parameter(
-                    "ctx",
-                    inspect.Parameter.POSITIONAL_OR_KEYWORD,
-                    annotation=discord.ApplicationContext,
-                ),
-                *(
-                    inspect.Parameter(o.name, inspect.Parameter.KEYWORD_ONLY, annotation=_option(o))
-                    for o in spec.options
-                ),
-            ]
+        return self.command_callback(
+            spec,
+            ("ctx", discord.ApplicationContext),
+            lambda o: inspect.Parameter(
+                o.name, inspect.Parameter.KEYWORD_ONLY, annotation=_option(o)
+            ),
+            interaction=lambda ctx: ctx.interaction,
         )
-        return callback
 
 
 def create(settings: Any, **kwargs: Any) -> PycordBackend:
