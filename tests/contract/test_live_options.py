@@ -51,15 +51,26 @@ async def test_captions_go_to_a_thread_under_the_announcement(running: Any) -> N
     reply = await inv.wait(lambda r: "Recording in" in _text(r), timeout=WAIT)
     assert "live captions in the thread" in _text(reply)
     thread = await sim.record.wait_for("thread.create", timeout=WAIT, parent_id=channel)
-    announcement = sim.record.first("message", channel_id=channel)
-    assert announcement is not None and "Recording has started" in announcement["content"]
+    (announcement,) = [
+        m
+        for m in sim.record.of("message", channel_id=channel, via="channel")
+        if "Recording has started" in m["content"]
+    ]
     # The thread hangs off the announcement (on Discord a thread's id is its starter's).
-    assert int(thread["message_id"]) == int(thread["id"])
+    assert int(thread["message_id"]) == int(announcement["id"]) == int(thread["id"])
     (meeting,) = running.meetings.made
     assert meeting.captions is not None
     meeting.captions([CaptionLine(61.0, 5, "bob", "hello there", 0.0)])
     posted = await sim.record.wait_for("message", timeout=WAIT, channel_id=int(thread["id"]))
     assert posted["content"] == "[01:01] bob: hello there"
-    inv = await sim.invoke("stopnotes", user=running.organiser)
-    await inv.wait(lambda r: "Stopped recording" in _text(r), timeout=WAIT)
+    after = len(sim.record)
+    await sim.invoke("stopnotes", user=running.organiser)
+    # The notes go out once the captions are stopped.
+    await sim.record.wait_for(
+        "message",
+        lambda m: "captured meeting" in m["content"],
+        timeout=WAIT,
+        after=after,
+        channel_id=channel,
+    )
     assert running.guild_state().captions is None
