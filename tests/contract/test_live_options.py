@@ -18,9 +18,7 @@ def _text(response: Any) -> str:
 
 
 async def test_the_meeting_gets_the_language_asked_for(running: Any) -> None:
-    inv = await running.sim.invoke(
-        "startnotes", user=running.organiser, options={"language": "DE"}
-    )
+    inv = await running.sim.invoke("startnotes", user=running.organiser, options={"language": "DE"})
     reply = await inv.wait(lambda r: "Recording in" in _text(r), timeout=WAIT)
     assert "in de" in _text(reply)
     (meeting,) = running.meetings.made
