@@ -326,7 +326,8 @@ class RecordedMeeting:
 
     def _deliver(self, utterance: Utterance, segments: Sequence[Segment]) -> None:
         callback = self._captions
-        if callback is None:
+        # An opt-out may have come between the transcription and this moment.
+        if callback is None or self.transcript.dropped(utterance.user_id):
             return
         name = self._name(utterance.user_id)
         # The utterance ended at this monotonic instant (the loop's clock).

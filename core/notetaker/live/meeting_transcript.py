@@ -125,6 +125,11 @@ class LiveTranscript(MeetingTranscript):
             error,
         )
 
+    def dropped(self, user_id: int) -> bool:
+        """Whether ``user_id`` opted out of this meeting."""
+        with self._lock:
+            return user_id in self._dropped
+
     def drop_user(self, user_id: int) -> None:
         """An opt-out: nothing more of ``user_id`` is stored; what was is deleted."""
         with self._lock:
