@@ -22,7 +22,7 @@ import pytest
 from notetaker.errors import TranscriptionError
 from notetaker.live.cutter import Packet, Utterance, UtteranceCutter
 from notetaker.live.decode import decode_utterance
-from notetaker.live.local_queue import LocalTranscriptionQueue
+from notetaker.live.local_queue import PAD_S, LocalTranscriptionQueue
 from notetaker.live.meeting_transcript import TrackPackets
 from notetaker.live.queue import Backlog, MeetingTranscript
 from notetaker.recorder.paths import DataLayout
@@ -32,6 +32,7 @@ from notetaker.transcript import Segment, Transcriber, UtteranceAudio, Utterance
 from notetaker.voice.opus import Encoder
 
 START = 500.0
+PAD = bytes(2 * round(PAD_S * 16_000))  #: the silence the worker puts around an utterance
 
 
 class SlowEngine(Transcriber):
@@ -206,7 +207,7 @@ async def test_a_backlog_waits_on_disk_not_in_memory_and_nothing_is_dropped(
     for cut in submitted:
         pcm, bad = decode_utterance(cut.packets, cut.start)
         assert bad == 0 and len(pcm) == 2 * 16_000 * 0.4
-        assert heard[(cut.user_id, cut.seq)] == _digest(pcm)
+        assert heard[(cut.user_id, cut.seq)] == _digest(PAD + pcm + PAD)
     assert queue.ram_bytes == 0
     queue.close()
 
@@ -294,4 +295,6 @@ def test_the_language_asked_of_the_meeting_reaches_the_engine() -> None:
     engine.release()
     asyncio.run(queue.drain(1))
     assert [r.language for _, r in meeting.results] == ["de", "en"]
+    # The engine hears each utterance with a little silence around it, on the meeting clock.
+    assert [call[0][1] for call in engine.calls] == [1.0 - PAD_S, 2.0 - PAD_S]
     queue.close()
