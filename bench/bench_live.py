@@ -201,7 +201,7 @@ def run_live(
     loop = asyncio.new_event_loop()
     captions_out = _Sink()
     poster = CaptionPoster(captions_out, 1, CaptionPacing())  # type: ignore[arg-type]
-    poster_thread = threading.Thread(target=loop.run_until_complete, args=(poster.run(),))
+    poster_thread = threading.Thread(target=lambda: loop.run_until_complete(poster.run()))
     if realtime:
         poster_thread.start()
 
@@ -305,6 +305,8 @@ def main() -> int:
     parser.add_argument("--threads", type=int, default=0, help="0: every core")
     parser.add_argument("--backlog-s", type=float, default=5.0)
     parser.add_argument("--keep", type=Path, default=None, help="keep generated meetings here")
+    parser.add_argument("--paths", default="post-hoc,live", help="which paths to run")
+    parser.add_argument("--no-realtime", action="store_true", help="skip the caption latency run")
     args = parser.parse_args()
     lengths = [float(m) for m in args.minutes.split(",")]
 
@@ -321,7 +323,7 @@ def main() -> int:
                 f"{gen.speech_s / 60:.1f} min of speech, 4 speakers",
                 flush=True,
             )
-            for path in ("post-hoc", "live"):
+            for path in args.paths.split(","):
                 data = Path(tmp) / f"data-{minutes:g}-{path}"
                 data.mkdir()
                 (data / "models").symlink_to(models, target_is_directory=True)
@@ -347,6 +349,9 @@ def main() -> int:
                     col["spilled to tracks"] = str(r["spilled"])
                     col["queue peak KiB"] = f"{r['queue_peak_kib']:.0f}"
                 print(f"  {path}: {col}", flush=True)
+        if args.no_realtime:
+            _table(columns)
+            return 0
         shortest = root / f"meeting-{min(lengths):g}"
         data = Path(tmp) / "data-realtime"
         data.mkdir()
@@ -354,13 +359,7 @@ def main() -> int:
         print(f"real-time replay of the {min(lengths):g} min meeting for caption latency…")
         realtime = _child(run_live, shortest, data, args.model, args.threads, 0.0, True)
 
-    rows = sorted({k for c in columns.values() for k in c}, key=_order)
-    width = max(len(r) for r in rows)
-    print()
-    print(f"{'':<{width}}  " + "  ".join(f"{c:>17}" for c in columns))
-    for row in rows:
-        print(f"{row:<{width}}  " + "  ".join(f"{c.get(row, '-'):>17}" for c in columns.values()))
-    print()
+    _table(columns)
     print(
         f"caption latency (real-time {min(lengths):g} min meeting, end of utterance -> caption "
         f"posted, {realtime['captions']} captions in {realtime['caption_posts']} posts): "
@@ -368,6 +367,16 @@ def main() -> int:
         f"/stopnotes -> notes {realtime['notes_s']:.1f} s"
     )
     return 0
+
+
+def _table(columns: dict[str, dict[str, str]]) -> None:
+    rows = sorted({k for c in columns.values() for k in c}, key=_order)
+    width = max(len(r) for r in rows)
+    print()
+    print(f"{'':<{width}}  " + "  ".join(f"{c:>17}" for c in columns))
+    for row in rows:
+        print(f"{row:<{width}}  " + "  ".join(f"{c.get(row, '-'):>17}" for c in columns.values()))
+    print()
 
 
 def _order(name: str) -> tuple[int, str]:
