@@ -45,8 +45,10 @@ class SlowEngine(Transcriber):
         self.gate = threading.Semaphore(0)
         self.calls: list[list[tuple[int, float]]] = []
         self.fail_next = False
+        self.busy = threading.Event()  #: set once the worker is inside a call
 
     def transcribe_utterances(self, batch: Sequence[UtteranceAudio]) -> list[UtteranceResult]:
+        self.busy.set()
         self.gate.acquire()
         self.calls.append([(a.user_id, a.start_s) for a in batch])
         if self.fail_next:
@@ -245,10 +247,15 @@ async def test_an_opt_out_drops_only_that_speakers_queued_utterances() -> None:
     queue = LocalTranscriptionQueue(engine)
     meeting = Collect()
     queue.open_meeting(1, meeting)
+    # The worker holds user 1's first utterance before the rest arrive, so what is queued
+    # when the opt-out comes is known (an utterance already in the engine is the
+    # meeting transcript's to drop, not the queue's).
+    queue.submit(1, _utterance(1, 0))
+    await asyncio.to_thread(engine.busy.wait)
     for seq in range(1, 5):
         queue.submit(1, _utterance(1 + seq % 2, seq))
     assert queue.cancel_user(1, 2) == 2
-    assert queue.backlog(1).utterances == 2
+    assert queue.backlog(1).utterances == 3  # user 1's two queued and the one in the engine
     engine.release()
     await queue.drain(1)
     assert {u.user_id for u, _ in meeting.results} == {1}
