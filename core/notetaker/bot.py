@@ -8,6 +8,7 @@ see — permissions, consent, replies, errors — is decided here, once.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import secrets
 import time
@@ -292,19 +293,30 @@ class NotetakerBot:
                     state.meeting.mark_reconnect(dropped_at, time.monotonic())
                 dropped_at = None
             elif isinstance(event, Stopped):
-                channel = state.text_channel_id
-                if channel is not None:
-                    try:
-                        await self.platform.send_message(
-                            channel, f"Voice connection lost: {event.reason}"
-                        )
-                    except NotetakerError as exc:  # the notes below matter more
-                        log.warning("could not tell the channel the voice was lost: %s", exc)
-                    if state.meeting is not None:
-                        await self._finish(guild_id, channel, state, None)
-                state.session = None
-                await session.disconnect(force=True)
+                try:
+                    await self._lost(guild_id, state, event.reason)
+                finally:
+                    # Whatever the notes did, the guild gets a fresh session next time.
+                    state.session = None
+                    await session.disconnect(force=True)
                 return
+
+    async def _lost(self, guild_id: int, state: GuildState, reason: str) -> None:
+        """The policy gave up: say why in the channel and save the notes of what was
+        recorded. Nothing here may stop the session from being reset after it."""
+        channel = state.text_channel_id
+        if channel is None:
+            return
+        try:
+            await self.platform.send_message(channel, f"Voice connection lost: {reason}")
+        except NotetakerError as exc:  # the notes below matter more
+            log.warning("could not tell the channel the voice was lost: %s", exc)
+        if state.meeting is None:
+            return
+        try:
+            await self._finish(guild_id, channel, state, None)
+        except Exception:
+            log.exception("the notes after a lost voice connection were not posted")
 
     # -- commands ----------------------------------------------------------------------
 
@@ -400,14 +412,20 @@ class NotetakerBot:
 
         try:
             result = await meeting.finish(progress)
-        except NotetakerError as exc:
+        except Exception as exc:
             await self._stop_captions(state)
             # The channel waits for notes: say why none are coming, and how to retry
             # once the cause is fixed (the recording stays on disk).
-            log.error("notes for meeting %s failed: %s", meeting.meeting_id, exc)
+            if isinstance(exc, NotetakerError):
+                log.error("notes for meeting %s failed: %s", meeting.meeting_id, exc)
+                why = str(exc)
+            else:  # a bug or the disk (an OSError writing the notes): the log has it
+                ref = secrets.token_hex(4)
+                log.exception("notes for meeting %s failed (ref %s)", meeting.meeting_id, ref)
+                why = f"something went wrong on my side (ref {ref}; the bot's log has it)"
             await self.platform.send_message(
                 channel_id,
-                f"I could not produce the notes for meeting {meeting.meeting_id}: {exc}. "
+                f"I could not produce the notes for meeting {meeting.meeting_id}: {why}. "
                 f"The recording is kept; `notetaker transcribe {meeting.meeting_id}` "
                 "retries once the cause is fixed.",
             )
@@ -419,6 +437,57 @@ class NotetakerBot:
             await self.platform.send_message(
                 channel_id, result.summary[:MESSAGE_LIMIT], result.files
             )
+
+    async def shutdown(self, grace_s: float) -> list[int]:
+        """The process is being stopped (SIGTERM/SIGINT): every recording guild is told,
+        and its meeting gets ``grace_s`` to post its notes. Returns the ids of meetings
+        whose notes did not finish in time: their tracks are closed and what was
+        transcribed is in the index, to be finished at the next start or by
+        ``notetaker transcribe``."""
+        recording = [
+            (guild_id, state, state.text_channel_id)
+            for guild_id, state in self.guilds.items()
+            if state.meeting is not None and state.text_channel_id is not None
+        ]
+        pending: dict[asyncio.Task[None], tuple[int, int, int]] = {}
+        for guild_id, state, channel in recording:
+            assert state.meeting is not None and channel is not None
+            meeting_id = state.meeting.meeting_id
+            try:
+                await self.platform.send_message(
+                    channel,
+                    f"The bot is shutting down: recording of meeting {meeting_id} stops "
+                    "now and its notes follow.",
+                )
+            except NotetakerError as exc:
+                log.warning("could not tell guild %s about the shutdown: %s", guild_id, exc)
+            task = asyncio.create_task(self._finish(guild_id, channel, state, None))
+            pending[task] = (guild_id, channel, meeting_id)
+        if not pending:
+            return []
+        _, late = await asyncio.wait(pending, timeout=grace_s)
+        unfinished: list[int] = []
+        for task in late:
+            task.cancel()
+        for task in late:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+            guild_id, channel, meeting_id = pending[task]
+            unfinished.append(meeting_id)
+            log.warning("notes of meeting %s did not finish before shutdown", meeting_id)
+            try:
+                await self.platform.send_message(
+                    channel,
+                    f"The notes of meeting {meeting_id} could not be finished before the bot "
+                    "stopped; the recording is kept and they are finished when it starts "
+                    f"again (`notetaker transcribe {meeting_id}` does it by hand).",
+                )
+            except NotetakerError as exc:
+                log.warning("could not tell guild %s the notes are late: %s", guild_id, exc)
+        for task in pending:
+            if task not in late and not task.cancelled() and task.exception() is not None:
+                log.error("notes at shutdown failed: %s", task.exception())
+        return sorted(unfinished)
 
     async def _stop_captions(self, state: GuildState) -> None:
         """Post the last captions (within :data:`CAPTIONS_DRAIN_S`), then stop."""

@@ -10,6 +10,7 @@ registering slash commands — stays in the backends.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 import re
@@ -19,7 +20,7 @@ from typing import Any
 
 from notetaker.bot import Platform
 from notetaker.commands import CommandContext, CommandInvocation, Member
-from notetaker.errors import PlatformError, RateLimited
+from notetaker.errors import PlatformError, RateLimited, VoiceError
 from notetaker.session import VoiceSession
 from notetaker.voice.adapter import GatewayAdapter, VoiceStateListener
 
@@ -199,7 +200,7 @@ class LibraryVoiceAdapter(GatewayAdapter):
     def _guild(self) -> Any:
         guild = self.client.get_guild(self.guild_id)
         if guild is None:
-            raise LookupError(f"the bot is not in guild {self.guild_id}")
+            raise VoiceError(f"the bot is not in guild {self.guild_id} (or it is unavailable)")
         return guild
 
     def _ours(self, guild: Any) -> Any | None:
@@ -208,6 +209,21 @@ class LibraryVoiceAdapter(GatewayAdapter):
 
     async def send_voice_state(
         self, guild_id: int, channel_id: int | None, self_mute: bool, self_deaf: bool
+    ) -> None:
+        """Op 4 through the library. The one place the library's own exceptions from a
+        voice state change become :class:`VoiceError`, which the supervisor's policy
+        handles like any other failed attempt."""
+        try:
+            await self._send_voice_state(channel_id, self_mute, self_deaf)
+        except (VoiceError, asyncio.CancelledError):
+            raise
+        except Exception as exc:
+            raise VoiceError(
+                f"the library could not change the voice state: {type(exc).__name__}: {exc}"
+            ) from exc
+
+    async def _send_voice_state(
+        self, channel_id: int | None, self_mute: bool, self_deaf: bool
     ) -> None:
         guild = self._guild()
         if channel_id is None:
@@ -225,7 +241,7 @@ class LibraryVoiceAdapter(GatewayAdapter):
         await self.drop_foreign_client(guild)
         channel = guild.get_channel(channel_id)
         if channel is None:
-            raise LookupError(f"no voice channel {channel_id} in guild {self.guild_id}")
+            raise VoiceError(f"no voice channel {channel_id} in guild {self.guild_id}")
         listener = self.listener
         cls = self.protocol_cls
 

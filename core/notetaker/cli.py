@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 from pathlib import Path
@@ -183,10 +184,16 @@ def _index(settings: Settings) -> Any:
 def run_cmd(ctx: click.Context) -> None:
     """Run the bot on the configured backend (needs NOTETAKER_TOKEN).
 
-    Applies retention_days first, then logs in and serves the slash commands until
-    interrupted (Ctrl-C).
+    Applies retention_days first, then logs in and serves the slash commands. While
+    Discord cannot be reached it retries with backoff (one log line per try). A rejected
+    token or privileged intent ends it with one sentence and exit status 2.
+
+    SIGTERM or SIGINT (docker stop, Ctrl-C) shuts down gracefully: every recording
+    server is told, meetings get shutdown_grace_s seconds to post their notes, tracks
+    are closed, and the exit status is 0.
     """
     import asyncio
+    import signal
 
     from notetaker.errors import ConfigError
 
@@ -209,16 +216,35 @@ def run_cmd(ctx: click.Context) -> None:
     backend = spec.factory(settings)
 
     async def main() -> None:
+        loop = asyncio.get_running_loop()
+        stop = asyncio.Event()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        runner = asyncio.create_task(backend.start(token))
+        stopping = asyncio.create_task(stop.wait())
         try:
-            await backend.start(token)
+            await asyncio.wait({runner, stopping}, return_when=asyncio.FIRST_COMPLETED)
+            if runner.done():
+                runner.result()  # a StartupError ends the run here, as one sentence
+                return
+            console.print(
+                f"shutting down: meetings get up to {settings.shutdown_grace_s:.0f} s "
+                "to post their notes"
+            )
+            unfinished = await backend.shutdown(settings.shutdown_grace_s)
+            if unfinished:
+                listed = ", ".join(map(str, unfinished))
+                console.print(f"notes not finished, kept for the next start: meeting {listed}")
         finally:
+            stopping.cancel()
             await backend.close()
+            runner.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await runner
 
     console.print(f"notetaker {__version__} on {settings.backend} (transport {settings.transport})")
-    try:
-        asyncio.run(main())
-    except KeyboardInterrupt:
-        console.print("stopped")
+    asyncio.run(main())
+    console.print("stopped")
 
 
 @cli.command("meetings")

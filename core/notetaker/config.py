@@ -50,6 +50,18 @@ def default_config_path() -> Path | None:
     return None
 
 
+def _env_number(value: Any) -> Any:
+    """``"3"`` -> 3, ``"0.05"`` -> 0.05; anything else unchanged (for the policy to judge)."""
+    if not isinstance(value, str):
+        return value
+    for kind in (int, float):
+        try:
+            return kind(value)
+        except ValueError:
+            continue
+    return value
+
+
 class LiveSettings(BaseModel):
     """How the live path cuts and queues speech (``[live]`` in the config file)."""
 
@@ -108,6 +120,18 @@ class Settings(BaseSettings):
     retention_days: int | None = None
     #: Overrides of :class:`notetaker.policy.ReconnectPolicy` fields.
     policy: dict[str, Any] = Field(default_factory=dict)
+    #: Discord's REST API base including the version (``https://discord.com/api/v10``);
+    #: unset: the library's own. For REST proxies and Discord-compatible servers.
+    discord_api_base: str | None = None
+    #: The main gateway's WebSocket URL (``wss://gateway.discord.gg``); unset: what the
+    #: API's ``GET /gateway`` answers (py-cord, nextcord) or the library's default.
+    discord_gateway_url: str | None = None
+    #: Ask for the Server Members privileged intent (enable it in the Developer Portal
+    #: first): members are then named from the member list, not only as they speak.
+    members_intent: bool = False
+    #: On SIGTERM/SIGINT, how long meetings get to post their notes before the bot exits
+    #: (a meeting not finished by then is finished at the next start).
+    shutdown_grace_s: float = Field(default=20.0, ge=0, le=600)
     #: ``DEBUG``, ``INFO``, ``WARNING``...
     log_level: str = "INFO"
     #: ``text`` (key=value) or ``json`` (one object per line).
@@ -127,6 +151,33 @@ class Settings(BaseSettings):
             return parse_language(value) or "auto"
         except ConfigError as exc:
             raise ValueError(str(exc)) from None
+
+    @field_validator("discord_api_base", "discord_gateway_url")
+    @classmethod
+    def _url(cls, value: str | None, info: Any) -> str | None:
+        if value is None or not value.strip():
+            return None
+        value = value.strip().rstrip("/")
+        schemes = (
+            ("https://", "http://")
+            if info.field_name == "discord_api_base"
+            else (
+                "wss://",
+                "ws://",
+            )
+        )
+        if not value.startswith(schemes):
+            raise ValueError(f"{info.field_name} must start with {' or '.join(schemes)}")
+        return value
+
+    @field_validator("policy", mode="before")
+    @classmethod
+    def _policy_numbers(cls, value: Any) -> Any:
+        # NOTETAKER_POLICY__MAX_ATTEMPTS=3 arrives as the string "3"; the policy takes
+        # numbers, and a TOML file gives numbers already.
+        if not isinstance(value, dict):
+            return value
+        return {k: _env_number(v) for k, v in value.items()}
 
     @field_validator("log_level")
     @classmethod

@@ -8,6 +8,10 @@ Backends translate their library's exceptions into these in one place
     ├── ConfigError
     │   └── UnknownBackendError
     ├── PluginError
+    ├── StartupError               (the bot cannot log in; exits 2, retrying would not help)
+    │   ├── TokenRejected
+    │   └── IntentsRefused
+    ├── DiscordUnreachable         (no answer, or 5xx: retried with backoff)
     ├── PermissionDenied
     ├── PlatformError              (Discord refused a message, edit or thread)
     │   └── RateLimited            (429 after the library's own retries)
@@ -49,6 +53,29 @@ class UnknownBackendError(ConfigError):
 
 class PluginError(NotetakerError):
     """A plugin failed to load or registered something invalid."""
+
+
+class StartupError(NotetakerError):
+    """Discord refused the bot's login for a reason a retry cannot fix; the message is the
+    one sentence ``notetaker run`` prints before exiting with code 2."""
+
+
+class TokenRejected(StartupError):
+    """Discord answered 401 to the bot token."""
+
+
+class IntentsRefused(StartupError):
+    """Discord closed the gateway with 4014: a privileged intent the bot asks for is not
+    enabled for the application. ``intents`` names them as the Developer Portal does."""
+
+    def __init__(self, message: str, intents: tuple[str, ...] = ()) -> None:
+        self.intents = intents
+        super().__init__(message)
+
+
+class DiscordUnreachable(NotetakerError):
+    """Discord's API could not be reached (DNS, refused, TLS, timeout) or answered 5xx.
+    Transient: the bot retries with backoff."""
 
 
 class PermissionDenied(NotetakerError):

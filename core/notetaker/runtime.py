@@ -28,14 +28,27 @@ from notetaker.bridge import (
 )
 from notetaker.config import Settings
 from notetaker.consent import ConsentStore
-from notetaker.errors import VoiceError
+from notetaker.errors import (
+    ConfigError,
+    DiscordUnreachable,
+    IntentsRefused,
+    NotetakerError,
+    StartupError,
+    TokenRejected,
+    VoiceError,
+)
 from notetaker.libraries import installed_version
 from notetaker.policy import ReconnectPolicy
 from notetaker.session import VoiceLink, VoiceSession
+from notetaker.startup import PRIVILEGED_INTENTS, intents_refused, login_with_retry, token_rejected
 from notetaker.supervisor import Supervisor
 from notetaker.voice.gateway import DaveHandler, VoiceCredentials
 
 log = logging.getLogger(__name__)
+
+
+class _Never(Exception):
+    """Stands for a library exception the library does not have (never raised)."""
 
 
 @dataclass(frozen=True)
@@ -47,17 +60,28 @@ class LibraryKit:
     voice_protocol: type  #: the library's VoiceProtocol base class
     file_cls: type  #: the library's File class
     native_voice_client: type | None = None  #: the library's own VoiceClient
+    #: The library's exceptions that :meth:`LibraryBackend.translate_error` maps.
+    login_failure: type[BaseException] = _Never
+    intents_required: type[BaseException] = _Never
+    http_exception: type[BaseException] = _Never
+    gateway_not_found: type[BaseException] = _Never
 
     @classmethod
     def of(cls, module: Any, distribution: str) -> LibraryKit:
         """The kit of a library whose top-level ``module`` has the forks' common names
-        (``VoiceProtocol``, ``File``, ``VoiceClient``, ``__version__``)."""
+        (``VoiceProtocol``, ``File``, ``VoiceClient``, ``LoginFailure``,
+        ``PrivilegedIntentsRequired``, ``HTTPException``, ``GatewayNotFound``,
+        ``__version__``)."""
         return cls(
             distribution=distribution,
             version=installed_version(distribution) or str(module.__version__),
             voice_protocol=module.VoiceProtocol,
             file_cls=module.File,
             native_voice_client=module.VoiceClient,
+            login_failure=getattr(module, "LoginFailure", _Never),
+            intents_required=getattr(module, "PrivilegedIntentsRequired", _Never),
+            http_exception=getattr(module, "HTTPException", _Never),
+            gateway_not_found=getattr(module, "GatewayNotFound", _Never),
         )
 
 
@@ -87,6 +111,8 @@ class LibraryBackend(ABC):
         self.voice_ssl = voice_ssl
         self.kit = self.library_kit()
         self.client = self.create_client()
+        if settings.discord_api_base or settings.discord_gateway_url:
+            self.apply_endpoints(settings.discord_api_base, settings.discord_gateway_url)
         self._engine_protocol = make_engine_protocol(self.kit.voice_protocol)
         self.policy = ReconnectPolicy.from_overrides(settings.policy)
         if consent is None:
@@ -100,6 +126,8 @@ class LibraryBackend(ABC):
             meetings = MeetingRecorderFactory(
                 settings, display_name=platform.display_name, channel_name=platform.channel_name
             )
+        self.meetings = meetings
+        self.consent = consent
         self.bot = NotetakerBot(
             platform,
             settings,
@@ -122,7 +150,59 @@ class LibraryBackend(ABC):
     def register_commands(self) -> None:
         """Register :data:`notetaker.bot.COMMANDS`; each calls :meth:`dispatch`."""
 
+    def apply_endpoints(self, api_base: str | None, gateway_url: str | None) -> None:
+        """Point the library at ``api_base`` (REST, version included) and ``gateway_url``
+        (the main gateway), through the library's own knobs; None leaves one as it is."""
+        raise ConfigError(
+            f"the {self.kit.distribution} backend cannot use discord_api_base or "
+            "discord_gateway_url"
+        )
+
     # -- shared -------------------------------------------------------------------------
+
+    def requested_privileged_intents(self) -> list[str]:
+        """The privileged intents the client asks for (``members``...)."""
+        intents = getattr(self.client, "intents", None)
+        return [name for name in PRIVILEGED_INTENTS if getattr(intents, name, False)]
+
+    def translate_error(self, exc: BaseException) -> NotetakerError | None:
+        """The one place a login or connect failure of the library becomes notetaker's:
+        :class:`TokenRejected` / :class:`IntentsRefused` (final), :class:`DiscordUnreachable`
+        (retried), or None for anything else."""
+        import aiohttp
+
+        kit = self.kit
+        if isinstance(exc, NotetakerError):
+            return exc
+        if isinstance(exc, kit.login_failure):
+            return TokenRejected(token_rejected())
+        if isinstance(exc, kit.intents_required):
+            wanted = self.requested_privileged_intents()
+            return IntentsRefused(intents_refused(wanted), tuple(wanted))
+        if isinstance(exc, kit.http_exception):
+            status = int(getattr(exc, "status", 0) or 0)
+            if status == 401:
+                return TokenRejected(token_rejected())
+            if status >= 500 or status == 0:
+                return DiscordUnreachable(f"HTTP {status or 'error'} from the API")
+            return None
+        if isinstance(exc, kit.gateway_not_found):
+            return DiscordUnreachable("the API did not say where the gateway is")
+        if isinstance(exc, aiohttp.ClientConnectorCertificateError):
+            return DiscordUnreachable(f"TLS certificate not accepted: {exc.certificate_error}")
+        # ClientConnectorDNSError is aiohttp 3.10+; before it a DNS failure is the generic
+        # connector error below.
+        if isinstance(exc, getattr(aiohttp, "ClientConnectorDNSError", _Never)):
+            return DiscordUnreachable(f"DNS lookup failed for {exc.host}")  # type: ignore[attr-defined]
+        if isinstance(exc, aiohttp.ClientConnectorError):
+            return DiscordUnreachable(f"cannot connect to {exc.host}:{exc.port}: {exc.strerror}")
+        if isinstance(exc, aiohttp.ClientError | OSError | TimeoutError):
+            return DiscordUnreachable(f"{type(exc).__name__}: {exc}".rstrip(": "))
+        return None
+
+    async def reset_http(self) -> None:
+        """Drop a failed login's HTTP session so the next try opens a fresh one."""
+        await self.client.http.close()
 
     async def dispatch(self, interaction: Any, name: str, options: dict[str, Any]) -> None:
         """Hand one slash command invocation to the bot."""
@@ -179,11 +259,31 @@ class LibraryBackend(ABC):
         return Supervisor(link, self.policy, guild_id=guild_id, logger=log)
 
     async def start(self, token: str) -> None:
-        """Log in and run until :meth:`close`."""
-        await self.client.start(token)
+        """Log in (retrying while Discord is unreachable) and run until :meth:`close`.
+
+        Raises :class:`StartupError` when Discord refuses the token or an intent.
+        """
+        where = self.settings.discord_api_base or "Discord's API"
+        await login_with_retry(
+            lambda: self.client.login(token),
+            self.translate_error,
+            reset=self.reset_http,
+            where=where,
+        )
+        try:
+            await self.client.connect(reconnect=True)
+        except Exception as exc:
+            error = self.translate_error(exc)
+            if isinstance(error, StartupError):
+                raise error from None
+            raise
 
     async def wait_until_ready(self) -> None:
         await self.client.wait_until_ready()
+
+    async def shutdown(self, grace_s: float) -> list[int]:
+        """Graceful stop: see :meth:`NotetakerBot.shutdown`; then :meth:`close`."""
+        return await self.bot.shutdown(grace_s)
 
     async def close(self) -> None:
         for state in self.bot.guilds.values():
@@ -193,3 +293,8 @@ class LibraryBackend(ABC):
                 except Exception as exc:  # shutting down: note it and go on
                     log.warning("voice session did not close cleanly: %s", exc)
         await self.client.close()
+        # The transcription worker and the stores: nothing is written after this.
+        close_meetings = getattr(self.meetings, "close", None)
+        if close_meetings is not None:
+            close_meetings()
+        self.consent.close()

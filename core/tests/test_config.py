@@ -41,6 +41,10 @@ def test_toml_file_then_env_overrides(tmp_path: Path, monkeypatch: pytest.Monkey
         [42],
     )
     assert s.policy["max_attempts"] == 3
+    # From the environment a number arrives as text; the policy gets it as a number.
+    from notetaker.policy import ReconnectPolicy
+
+    assert ReconnectPolicy.from_overrides(s.policy).base_delay == 0.5
 
 
 def test_notetaker_toml_in_cwd_is_found() -> None:

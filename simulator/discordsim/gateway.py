@@ -45,6 +45,11 @@ CLOSE_NOT_AUTHENTICATED = 4003
 CLOSE_AUTHENTICATION_FAILED = 4004
 CLOSE_ALREADY_AUTHENTICATED = 4005
 CLOSE_INVALID_API_VERSION = 4012
+CLOSE_DISALLOWED_INTENTS = 4014
+
+#: Privileged intents (Discord's bits); an Identify asking for one the application has not
+#: enabled in the Developer Portal is closed with 4014.
+PRIVILEGED_INTENTS = {"members": 1 << 1, "presences": 1 << 8, "message_content": 1 << 15}
 
 INTENT_GUILD_MEMBERS = 1 << 1
 INTENT_GUILD_MESSAGES = 1 << 9
@@ -154,12 +159,15 @@ class Gateway:
         token: str,
         url: Callable[[], str],
         heartbeat_interval_ms: int = 41250,
+        privileged_intents: frozenset[str] = frozenset(),
     ) -> None:
         self.world = world
         self.record = record
         self.token = token
         self.url = url
         self.heartbeat_interval_ms = heartbeat_interval_ms
+        #: the privileged intents "enabled in the portal" (none, as for a new application)
+        self.privileged_intents = privileged_intents
         self.sessions: dict[str, GatewaySession] = {}
         self.connections: dict[int, Connection] = {}
         self.ready = asyncio.Event()
@@ -346,12 +354,22 @@ class Gateway:
         if not isinstance(d, dict) or d.get("token") != self.token:
             await self.close(conn, CLOSE_AUTHENTICATION_FAILED, b"Authentication failed.")
             return
+        intents = int(d.get("intents", 0))
+        refused = [
+            name
+            for name, bit in PRIVILEGED_INTENTS.items()
+            if intents & bit and name not in self.privileged_intents
+        ]
+        if refused:
+            self.record.add("gateway.intents_refused", conn=conn.id, intents=refused)
+            await self.close(conn, CLOSE_DISALLOWED_INTENTS, b"Disallowed intent(s).")
+            return
         shard_raw = d.get("shard") or [0, 1]
         shard = (int(shard_raw[0]), int(shard_raw[1]))
         session = GatewaySession(
             session_id=uuid.uuid4().hex,
             user_id=self.world.bot.id,
-            intents=int(d.get("intents", 0)),
+            intents=intents,
             shard=shard,
             conn=conn,
         )

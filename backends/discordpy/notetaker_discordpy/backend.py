@@ -32,6 +32,7 @@ class DiscordpyBackend(LibraryBackend):
     def create_client(self) -> Any:
         intents = discord.Intents.default()
         intents.voice_states = True
+        intents.members = self.settings.members_intent
         client = discord.Client(intents=intents, enable_debug_events=False)
         self.tree = app_commands.CommandTree(client)
 
@@ -41,6 +42,24 @@ class DiscordpyBackend(LibraryBackend):
 
         client.setup_hook = setup_hook  # type: ignore[method-assign]
         return client
+
+    def apply_endpoints(self, api_base: str | None, gateway_url: str | None) -> None:
+        # Every REST URL is built from Route.BASE (webhooks and interaction callbacks
+        # too); a non-sharded Client opens DEFAULT_GATEWAY without asking GET /gateway.
+        # Both are class attributes: one bot per process.
+        import yarl
+        from discord.gateway import DiscordWebSocket
+
+        if api_base:
+            discord.http.Route.BASE = api_base
+        if gateway_url:
+            DiscordWebSocket.DEFAULT_GATEWAY = yarl.URL(gateway_url + "/")
+
+    async def reset_http(self) -> None:
+        await self.client.http.close()
+        # The closed session took its connector with it, and discord.py reuses the
+        # connector it made on the first login unless it is unset again.
+        self.client.http.connector = discord.utils.MISSING
 
     def register_commands(self) -> None:
         for spec in COMMANDS:

@@ -40,8 +40,24 @@ class NextcordBackend(LibraryBackend):
     def create_client(self) -> Any:
         intents = nextcord.Intents.default()
         intents.voice_states = True
+        intents.members = self.settings.members_intent
         # nextcord rolls out the registered application commands itself on connect.
         return nextcord.Client(intents=intents)
+
+    def apply_endpoints(self, api_base: str | None, gateway_url: str | None) -> None:
+        from nextcord.http import Route
+
+        if api_base:
+            Route.BASE = api_base  # a class attribute every REST URL starts with
+        if gateway_url:
+            # nextcord asks the API's GET /gateway where to connect; a configured URL
+            # answers that question instead, formatted as nextcord formats the answer.
+            http = self.client.http
+
+            async def get_gateway(*, encoding: str = "json", zlib: bool = True, **_: Any) -> str:
+                return str(http.format_websocket_url(gateway_url, encoding, zlib))
+
+            http.get_gateway = get_gateway
 
     def register_commands(self) -> None:
         for spec in COMMANDS:

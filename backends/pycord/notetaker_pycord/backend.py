@@ -32,8 +32,26 @@ class PycordBackend(LibraryBackend):
     def create_client(self) -> Any:
         intents = discord.Intents.default()
         intents.voice_states = True
+        intents.members = self.settings.members_intent
         # py-cord syncs the registered application commands itself on connect.
         return discord.Bot(intents=intents)
+
+    def apply_endpoints(self, api_base: str | None, gateway_url: str | None) -> None:
+        from discord.http import API_VERSION, Route
+
+        if api_base:
+            if "API_BASE_URL" in vars(Route):  # 2.7+: the base is formatted from it
+                Route.API_BASE_URL = api_base.replace("{", "{{").replace("}", "}}")
+            else:  # 2.5 / 2.6 return a fixed string from the base property
+                Route.base = property(lambda _: api_base)  # type: ignore[assignment,method-assign]
+        if gateway_url:
+            # py-cord asks the API's GET /gateway where to connect; a configured URL
+            # answers that question instead, with the query py-cord would have added.
+            async def get_gateway(*, encoding: str = "json", zlib: bool = True) -> str:
+                compress = "&compress=zlib-stream" if zlib else ""
+                return f"{gateway_url}?encoding={encoding}&v={API_VERSION}{compress}"
+
+            self.client.http.get_gateway = get_gateway
 
     def register_commands(self) -> None:
         for spec in COMMANDS:
