@@ -8,9 +8,11 @@ produces them (so a crash loses none already made). The schema is versioned:
 :data:`MIGRATIONS` are applied in order and the version is kept in ``schema_version``.
 
 WAL mode with ``synchronous=NORMAL``: a committed row survives the process being killed
-(what the recorder needs); only a power cut may lose the last commits. One connection,
-shared across threads behind a lock: the receive loop and the bot's event loop may both
-write.
+(what the recorder needs); only a power cut may lose the last commits. One connection per
+object, shared across threads behind a lock. The receive loop never uses one: the
+recorder's rows go through :class:`~notetaker.recorder.index_writer.IndexWriter`, a
+thread with its own connection, because a database another process holds locked makes a
+write wait (up to ``busy_timeout_s``).
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ import shutil
 import sqlite3
 import threading
 from collections.abc import Iterable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Final
@@ -41,6 +43,8 @@ TRANSITIONS: Final = {
 #: Meetings still recording or transcribing are spared by retention for this much longer
 #: than the cutoff: they may be in progress. Older ones are left over from a crash.
 ACTIVE_GRACE_S: Final = 86_400.0
+#: How long a write waits for another connection's lock before it fails.
+BUSY_TIMEOUT_S: Final = 10.0
 
 MIGRATIONS: Final[tuple[str, ...]] = (
     """
@@ -158,17 +162,24 @@ class Meeting:
 class MeetingIndex:
     """The SQLite session index at ``path``; files are looked up under ``data_dir``.
 
-    ``data_dir`` defaults to the folder holding the index file.
+    ``data_dir`` defaults to the folder holding the index file. A write waits up to
+    ``busy_timeout_s`` for another connection's lock, then fails with RecordingError.
     """
 
-    def __init__(self, path: Path | str, data_dir: Path | str | None = None) -> None:
+    def __init__(
+        self,
+        path: Path | str,
+        data_dir: Path | str | None = None,
+        *,
+        busy_timeout_s: float = BUSY_TIMEOUT_S,
+    ) -> None:
         self.path = Path(path)
         self.layout = DataLayout(self.path.parent if data_dir is None else data_dir)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._lock = threading.RLock()
         try:
             self._db = sqlite3.connect(
-                self.path, check_same_thread=False, isolation_level=None, timeout=10.0
+                self.path, check_same_thread=False, isolation_level=None, timeout=busy_timeout_s
             )
         except sqlite3.Error as exc:
             raise RecordingError(f"cannot open the session index {self.path}: {exc}") from exc
@@ -196,16 +207,33 @@ class MeetingIndex:
         with self._lock:
             try:
                 self._db.execute("BEGIN IMMEDIATE")
-                try:
-                    yield self._db
-                except BaseException:
-                    self._db.execute("ROLLBACK")
-                    raise
-                self._db.execute("COMMIT")
             except sqlite3.Error as exc:
                 raise RecordingError(f"session index: {exc}") from exc
+            try:
+                yield self._db
+                self._db.execute("COMMIT")
+            except BaseException as exc:
+                # A COMMIT that failed (disk full) leaves the transaction open: without
+                # the rollback every later write would fail with "within a transaction".
+                if self._db.in_transaction:
+                    with suppress(sqlite3.Error):
+                        self._db.execute("ROLLBACK")
+                if isinstance(exc, sqlite3.Error):
+                    raise RecordingError(f"session index: {exc}") from exc
+                raise
+
+    def _stored_version(self) -> int | None:
+        try:
+            row = self._db.execute("SELECT version FROM schema_version").fetchone()
+        except sqlite3.OperationalError:
+            return None  # a new file: no table yet
+        return int(row[0]) if row else None
 
     def _migrate(self) -> None:
+        # Reading needs no write lock (WAL): opening an up-to-date index works while
+        # another process holds it locked, which is what the index writer relies on.
+        if self._stored_version() == len(MIGRATIONS):
+            return
         with self._tx() as db:
             db.execute("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)")
             row = db.execute("SELECT version FROM schema_version").fetchone()

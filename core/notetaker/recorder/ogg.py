@@ -188,6 +188,9 @@ class OggOpusWriter:
         self._last_granule = 0
         #: granule position of the last page written (what survives a crash).
         self.flushed_granule = 0
+        # The last page built; it becomes flushed_granule once its write succeeded, so
+        # that a write error (disk full) leaves flushed_granule where the file ends.
+        self._built_granule = 0
         self.pages_written = 0
         self.closed = False
         head = build_page(
@@ -267,7 +270,7 @@ class OggOpusWriter:
             self.pages_written += 1
         if full:
             self._last_granule = granule
-            self.flushed_granule = granule
+            self._built_granule = granule
         for _ in range(rest):
             granule += samples
             self._append(packet, granule, 1)
@@ -278,7 +281,7 @@ class OggOpusWriter:
         page = build_page(self._packets, **self._next(self._last_granule, flags))
         self._packets = []
         self._segments = 0
-        self.flushed_granule = self._last_granule
+        self._built_granule = self._last_granule
         self.pages_written += 1
         return page
 
@@ -292,6 +295,7 @@ class OggOpusWriter:
         self._file.flush()
         if self._fsync:
             os.fsync(self._file.fileno())
+        self.flushed_granule = self._built_granule
 
     def flush(self) -> bool:
         """Write the partial page now (the wall-clock flush). True if one was written."""

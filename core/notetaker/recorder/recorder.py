@@ -8,8 +8,13 @@ its gap becomes silence and a ``reconnect`` event.
 
 Nothing here blocks the receive loop for long: per packet it is a TOC lookup, a few
 integer operations and a list append; a page write (about 1 s of audio) is one buffered
-``write`` + ``flush``. Write errors are counted and recorded as ``error`` events, and the
-affected track stops; they never propagate into the receive loop.
+``write`` + ``flush``. The index rows only queue: an
+:class:`~notetaker.recorder.index_writer.IndexWriter` thread writes them, so a database
+another process holds locked never stalls the receive loop. A write error (a full disk)
+stops the affected track only: a ``stopped`` event where its audio ends, a
+:class:`~notetaker.recorder.failures.TrackFailure` for :meth:`Recorder.take_failures`
+(the meeting tells the channel), and the other tracks go on. Nothing propagates into the
+receive loop.
 """
 
 from __future__ import annotations
@@ -21,12 +26,15 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO
 
 from notetaker.errors import RecordingError
+from notetaker.recorder.failures import TrackFailure, cause_of
 from notetaker.recorder.index import MeetingIndex
+from notetaker.recorder.index_writer import CLOSE_TIMEOUT_S, IndexWriter, WriterReport
 from notetaker.recorder.paths import DataLayout, checked_id
 from notetaker.recorder.timeline import TimelineEvent
-from notetaker.recorder.track import RecorderConfig, Track
+from notetaker.recorder.track import RecorderConfig, Track, open_new
 from notetaker.sink import SAMPLE_RATE, AudioFrame, AudioSink, Gap
 
 #: Events kept in memory for inspection (the index keeps all of them).
@@ -52,10 +60,13 @@ class Recorder(AudioSink):
 
     ``started_at`` is the meeting start on the clock of :attr:`AudioFrame.arrival`
     (monotonic seconds; default: ``clock()`` now). With an ``index``, speakers, tracks
-    and events are written to it as they happen (events in batches, at each flush
-    interval). ``display_name`` maps a user id to the name to record for them. Call
-    :meth:`tick` about once a second so that a partial page of a speaker who went quiet
-    is flushed even while nobody talks.
+    and events go to the same file through an :class:`IndexWriter` (its own thread and
+    connection) as they happen, events in batches at each flush interval; :meth:`close`
+    waits up to ``index_close_timeout_s`` for them, :meth:`flush_index` before. A reader
+    of ``index`` sees them after either. ``display_name`` maps a user id to the name to
+    record for them. Call :meth:`tick` about once a second so that a partial page of a
+    speaker who went quiet is flushed even while nobody talks. ``open_file`` makes a
+    track's file (a seam for tests of write errors).
     """
 
     wants_pcm = False
@@ -70,11 +81,15 @@ class Recorder(AudioSink):
         index: MeetingIndex | None = None,
         display_name: Callable[[int], str | None] | None = None,
         clock: Callable[[], float] = time.monotonic,
+        open_file: Callable[[Path], BinaryIO] = open_new,
+        index_close_timeout_s: float = CLOSE_TIMEOUT_S,
     ) -> None:
         self.layout = layout
         self.meeting_id = checked_id(meeting_id, "meeting id")
         self.config = config or RecorderConfig()
         self.index = index
+        self._open_file = open_file
+        self._index_close_timeout_s = index_close_timeout_s
         self._clock = clock
         self.started_at = clock() if started_at is None else started_at
         self._display_name = display_name
@@ -83,9 +98,17 @@ class Recorder(AudioSink):
             self.directory.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
             raise RecordingError(f"cannot create {self.directory}: {exc}") from exc
+        self._writer = (
+            None
+            if index is None
+            else IndexWriter.for_index(index, name=f"notetaker-index-{self.meeting_id}")
+        )
         self._lock = threading.Lock()
         self._tracks: dict[int, Track] = {}
         self._ignored: set[int] = set()
+        self._failed: set[int] = set()
+        self._failures: list[TrackFailure] = []
+        self._failures_taken = 0
         self._pending: list[TimelineEvent] = []
         self.events: deque[TimelineEvent] = deque(maxlen=RECENT_EVENTS)
         self._interval = self.config.flush_interval_s
@@ -94,7 +117,6 @@ class Recorder(AudioSink):
         self._next_sweep = self.started_at + self._sweep_every
         self.closed = False
         self.errors = 0
-        self.index_errors = 0
         self.dropped_after_close = 0
 
     # -- the sink ---------------------------------------------------------------------
@@ -107,7 +129,7 @@ class Recorder(AudioSink):
                 if self.closed:
                     self.dropped_after_close += 1
                     return
-                track = self._open(frame.user_id)
+                track = self._open(frame.user_id, frame.arrival)
                 if track is None:
                     return
             if not track.closed:
@@ -137,7 +159,11 @@ class Recorder(AudioSink):
         self.close_at()
 
     def close_at(self, at: float | None = None) -> None:
-        """:meth:`close`, with the capture's end on the meeting's clock (default: now)."""
+        """:meth:`close`, with the capture's end on the meeting's clock (default: now).
+
+        Returns once the index has every row, or after ``index_close_timeout_s`` of a
+        locked index (what was not written is logged): call it off the receive loop.
+        """
         with self._lock:
             if self.closed:
                 return
@@ -149,15 +175,19 @@ class Recorder(AudioSink):
                         track.close()
                     except OSError as exc:
                         self._fail(track, exc)
-                if self.index is not None:
-                    self._index_call(
-                        self.index.end_track,
-                        self.meeting_id,
-                        track.user_id,
-                        track.granule * 1000 // SAMPLE_RATE,
+                if self._writer is not None:
+                    # A stopped track ends where its audio on disk ends.
+                    granule = (
+                        track.flushed_granule if track.user_id in self._failed else track.granule
+                    )
+                    self._writer.end_track(
+                        self.meeting_id, track.user_id, granule * 1000 // SAMPLE_RATE
                     )
             self._emit(TimelineEvent("close", None, self._ms(end)))
             self._write_events()
+        # Outside the lock: a write still arriving must find the recorder closed, not wait.
+        if self._writer is not None:
+            self._writer.close(self._index_close_timeout_s)
 
     # -- what the bot tells the recorder ------------------------------------------------
 
@@ -188,8 +218,8 @@ class Recorder(AudioSink):
                 if delete:
                     with contextlib.suppress(FileNotFoundError):
                         track.path.unlink()
-                    if self.index is not None:
-                        self._index_call(self.index.remove_track, self.meeting_id, uid)
+                    if self._writer is not None:
+                        self._writer.remove_track(self.meeting_id, uid)
             self._emit(TimelineEvent("opt_out", uid, self._ms(at), 0, "deleted" if delete else ""))
             self._write_events()
 
@@ -212,6 +242,27 @@ class Recorder(AudioSink):
         with self._lock:
             if not self.closed:
                 self._sweep(self._clock() if now is None else now)
+
+    def flush_index(self, timeout: float | None = None) -> bool:
+        """Wait until the index has every row and event so far (False: ``timeout`` passed,
+        the index is locked). Blocks: never call it on the receive loop."""
+        with self._lock:
+            self._write_events()
+        return self._writer is None or self._writer.flush(timeout)
+
+    # -- failures -------------------------------------------------------------------------
+
+    def failures(self) -> list[TrackFailure]:
+        """Every track that stopped, or could not open, so far."""
+        with self._lock:
+            return list(self._failures)
+
+    def take_failures(self) -> list[TrackFailure]:
+        """Failures since the last call (the meeting polls this to tell the channel)."""
+        with self._lock:
+            new = self._failures[self._failures_taken :]
+            self._failures_taken = len(self._failures)
+            return new
 
     # -- inspection ---------------------------------------------------------------------
 
@@ -237,14 +288,35 @@ class Recorder(AudioSink):
         with self._lock:
             return {uid: str(t.path) for uid, t in self._tracks.items()}
 
+    @property
+    def index_report(self) -> WriterReport:
+        """What the index writer did so far (after :meth:`close`: all it will do)."""
+        return self._writer.report() if self._writer is not None else WriterReport()
+
+    @property
+    def index_errors(self) -> int:
+        """Index rows that did not (or not yet, when closed: never) reach the index."""
+        return self.index_report.lost
+
+    @property
+    def index_writer_thread(self) -> threading.Thread | None:
+        """The only thread that runs SQLite statements for this recorder."""
+        return self._writer.thread if self._writer is not None else None
+
     # -- internals ------------------------------------------------------------------------
 
     def _ms(self, at: float) -> int:
         return max(0, round((at - self.started_at) * 1000))
 
-    def _open(self, user_id: int) -> Track | None:
+    def _open(self, user_id: int, arrival: float) -> Track | None:
         if user_id in self._ignored:
             return None
+        # The file is created here, on the receive loop, on purpose: it is one create
+        # and one small buffered write (the Ogg headers) per speaker per meeting, the
+        # same kind of local-disk call as the page writes this loop already makes, and
+        # opening it elsewhere would mean holding the speaker's first packets in memory
+        # with a second failure mode. The index row, which may wait on a lock, only
+        # queues (below).
         try:
             path = self.layout.track_path(self.meeting_id, user_id)
             track = Track(
@@ -253,41 +325,54 @@ class Recorder(AudioSink):
                 meeting_start=self.started_at,
                 config=self.config,
                 comments=[f"NOTETAKER_MEETING={self.meeting_id}", f"NOTETAKER_USER={user_id}"],
+                opener=self._open_file,
             )
         except (OSError, RecordingError) as exc:
             self._ignored.add(user_id)
             self.errors += 1
             self._emit(TimelineEvent("error", user_id, None, 0, f"cannot open track: {exc}"))
+            self._failures.append(
+                TrackFailure(
+                    user_id,
+                    self._ms(arrival),
+                    cause_of(exc),
+                    _os_words(exc),
+                    str(self.directory),
+                    started=False,
+                )
+            )
             return None
         self._tracks[user_id] = track
-        if self.index is not None:
+        if self._writer is not None:
             # The speaker row follows with the join event, which knows the offset.
-            self._index_call(self.index.add_track, self.meeting_id, user_id, path)
+            self._writer.add_track(self.meeting_id, user_id, path)
         return track
 
     def _fail(self, track: Track, exc: Exception) -> None:
         self.errors += 1
+        self._failed.add(track.user_id)
         with contextlib.suppress(OSError):
-            track.close()
-        at_ms = track.granule * 1000 // SAMPLE_RATE
-        self._emit(TimelineEvent("error", track.user_id, at_ms, 0, f"track stopped: {exc}"))
+            track.close()  # the end-of-stream page, if the disk takes it
+        # Where the audio on disk ends: the page that failed is not in the file whole.
+        at_ms = track.flushed_granule * 1000 // SAMPLE_RATE
+        cause = cause_of(exc)
+        self._emit(TimelineEvent("stopped", track.user_id, at_ms, 0, cause))
+        self._failures.append(
+            TrackFailure(track.user_id, at_ms, cause, _os_words(exc), str(self.directory))
+        )
 
     def _take_events(self, track: Track) -> None:
         for event in track.events:
             self._emit(event)
-            if event.kind == "join" and self.index is not None:
+            if event.kind == "join" and self._writer is not None:
                 name = (self._display_name(track.user_id) if self._display_name else None) or ""
-                self._index_call(
-                    self.index.add_speaker, self.meeting_id, track.user_id, name, event.at_ms
-                )
+                self._writer.add_speaker(self.meeting_id, track.user_id, name, event.at_ms)
         track.events.clear()
 
     def _emit(self, event: TimelineEvent) -> None:
         self.events.append(event)
-        if self.index is not None:
+        if self._writer is not None:
             self._pending.append(event)
-            if len(self._pending) > RECENT_EVENTS:  # the index is failing: keep the newest
-                del self._pending[: len(self._pending) - RECENT_EVENTS]
 
     def _sweep(self, now: float) -> None:
         self._next_sweep = now + self._sweep_every
@@ -300,15 +385,14 @@ class Recorder(AudioSink):
         self._write_events()
 
     def _write_events(self) -> None:
-        if self.index is None or not self._pending:
-            return
-        if self._index_call(self.index.add_events, self.meeting_id, self._pending):
+        # Queued, not written: the writer thread bounds what waits (index_writer).
+        if self._writer is not None and self._pending:
+            self._writer.add_events(self.meeting_id, self._pending)
             self._pending = []
 
-    def _index_call(self, fn: Callable[..., None], *args: object) -> bool:
-        try:
-            fn(*args)
-        except RecordingError:
-            self.index_errors += 1
-            return False
-        return True
+
+def _os_words(exc: BaseException) -> str:
+    """``No space left on device`` rather than ``[Errno 28] No space left on device: '/x'``."""
+    if isinstance(exc, OSError) and exc.strerror:
+        return exc.strerror
+    return str(exc)

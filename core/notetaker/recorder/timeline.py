@@ -12,9 +12,11 @@ from typing import Final
 #: RTP clock was re-anchored on arrival time (``detail`` says why, ``count`` is the
 #: silence inserted in ms); ``reconnect``: the voice connection dropped and came back
 #: (``count`` is its length in ms); ``opt_out``: a speaker withdrew consent; ``error``:
-#: a track could not be written; ``close``: capture ended.
+#: a track could not be opened (``detail`` says why); ``stopped``: a track could not be
+#: written any more and stopped for good at ``at_ms``, where the audio on disk ends
+#: (``detail`` is the cause, e.g. ``disk full``); ``close``: capture ended.
 EVENT_KINDS: Final = frozenset(
-    {"join", "gap", "reanchor", "reconnect", "opt_out", "error", "close"}
+    {"join", "gap", "reanchor", "reconnect", "opt_out", "error", "stopped", "close"}
 )
 
 

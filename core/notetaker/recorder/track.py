@@ -11,9 +11,10 @@ between. A granule jump would not do: decoders play the packets after a jump str
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Final
+from typing import BinaryIO, Final
 
 from notetaker.errors import RecordingError
 from notetaker.recorder.ogg import OggOpusWriter, opus_packet_samples
@@ -24,6 +25,12 @@ from notetaker.sink import OPUS_SILENCE, SAMPLE_RATE, SAMPLES_PER_FRAME
 MAX_FLUSH_SECONDS: Final = 2.0
 #: What one Ogg page can carry whole; no valid Opus packet comes near it.
 MAX_PACKET_BYTES: Final = 255 * 255 - 1
+
+
+def open_new(path: Path) -> BinaryIO:
+    """A new file for writing; "xb": a track is never silently overwritten (one meeting
+    id, one set of files)."""
+    return path.open("xb")
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,7 +66,7 @@ class Track:
     """Writes one speaker's Ogg Opus file. Not thread-safe: the recorder serialises calls.
 
     ``events`` collects what the recorder should put on the timeline; the recorder takes
-    them out after each call.
+    them out after each call. ``opener`` makes the file (a seam for tests of write errors).
     """
 
     def __init__(
@@ -70,14 +77,14 @@ class Track:
         meeting_start: float,
         config: RecorderConfig,
         comments: list[str] | None = None,
+        opener: Callable[[Path], BinaryIO] = open_new,
     ) -> None:
         self.path = path
         self.user_id = user_id
         self.placer = Placer(
             user_id, meeting_start, max_early_s=config.max_early_s, max_late_s=config.max_late_s
         )
-        # "xb": a track is never silently overwritten; one meeting id, one set of files.
-        file = path.open("xb")
+        file = opener(path)
         try:
             self._writer = OggOpusWriter(
                 file,
