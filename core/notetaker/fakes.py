@@ -316,6 +316,10 @@ class CaptureMeeting:
         self.finished = False
         self.language = language  #: as /startnotes asked (None: auto)
         self.captions: Any = None  #: what the bot passed to :meth:`listen_captions`
+        #: :meth:`finish` raises this (a broken disk, a bug) instead of returning notes
+        self.fail_finish: BaseException | None = None
+        #: :meth:`finish` waits for this first (a transcription that takes its time)
+        self.hold_finish: asyncio.Event | None = None
 
     def speakers(self) -> dict[int, str]:
         return {uid: str(uid) for uid in self.capture.by_user()}
@@ -344,6 +348,10 @@ class CaptureMeeting:
         from notetaker.bot import NotesResult
 
         self.capture.close()
+        if self.hold_finish is not None:
+            await self.hold_finish.wait()
+        if self.fail_finish is not None:
+            raise self.fail_finish
         self.finished = True
         counts = {uid: len(frames) for uid, frames in self.capture.by_user().items()}
         text = f"captured meeting {self.meeting_id}: " + ", ".join(
@@ -357,6 +365,9 @@ class CaptureMeetings:
     """A meeting factory for the bot that makes :class:`CaptureMeeting` objects."""
 
     made: list[CaptureMeeting] | None = None
+    #: given to every meeting made (see :class:`CaptureMeeting`)
+    fail_finish: BaseException | None = None
+    hold_finish: asyncio.Event | None = None
 
     def __call__(
         self,
@@ -371,5 +382,6 @@ class CaptureMeetings:
         if self.made is None:
             self.made = []
         meeting = CaptureMeeting(len(self.made) + 1, started_by, opted_out, language)
+        meeting.fail_finish, meeting.hold_finish = self.fail_finish, self.hold_finish
         self.made.append(meeting)
         return meeting

@@ -1,0 +1,229 @@
+"""The backend contract, part 4: the bot's life around its meetings, on every library.
+
+A lost voice connection whose notes fail still resets the session; a graceful shutdown
+tells the channel and posts the notes, or says they come later when the grace runs out;
+``discord_api_base`` / ``discord_gateway_url`` reach the library's own knobs; a refused
+privileged intent and the library's login errors become notetaker's errors in one place.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import importlib
+import os
+import types
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from notetaker.errors import DiscordUnreachable, IntentsRefused, TokenRejected
+from notetaker.session import VoiceState
+
+BACKEND = os.environ.get("NOTETAKER_TEST_BACKEND")
+WAIT = 20.0
+
+
+def _text(response: Any) -> str:
+    data = response.json.get("data", response.json)
+    return str(data.get("content") or "")
+
+
+async def _start_notes(r: Any) -> Any:
+    inv = await r.sim.invoke("startnotes", user=r.organiser)
+    await inv.wait(lambda resp: "Recording in" in _text(resp), timeout=WAIT)
+    return r.meetings.made[-1]
+
+
+async def _message(r: Any, needle: str) -> Any:
+    return await r.sim.record.wait_for(
+        "message", lambda e: needle in (e.get("content") or ""), timeout=WAIT
+    )
+
+
+@pytest.mark.parametrize("scenario", ["kick-4014"], indirect=True)
+async def test_notes_that_fail_after_a_lost_connection_still_reset_the_session(
+    running: Any,
+) -> None:
+    r = running
+    r.meetings.fail_finish = OSError(28, "No space left on device")
+    await _start_notes(r)
+    await _message(r, "Voice connection lost")
+    failed = await _message(r, "I could not produce the notes")
+    assert "ref " in failed["content"] and "No space left" not in failed["content"]
+    state = r.guild_state()
+    if state.session is not None:  # the reset follows the notes' failure
+        await r.sim.record.wait_for(None, lambda _: state.session is None, timeout=WAIT)
+    # The guild is usable again: a new session joins.
+    inv = await r.sim.invoke("joinvoice", user=r.organiser)
+    await inv.wait(lambda resp: "Joined" in _text(resp), timeout=WAIT)
+    assert state.session is not None and state.session.state is VoiceState.CONNECTED
+
+
+async def test_shutdown_tells_the_channel_and_posts_the_notes(running: Any) -> None:
+    r = running
+    meeting = await _start_notes(r)
+    assert await r.backend.shutdown(5.0) == []
+    told = await _message(r, "The bot is shutting down")
+    assert f"meeting {meeting.meeting_id}" in told["content"]
+    await _message(r, "captured meeting")
+    assert meeting.finished and r.guild_state().meeting is None
+
+
+async def test_shutdown_past_the_grace_says_the_notes_come_at_the_next_start(
+    running: Any,
+) -> None:
+    r = running
+    r.meetings.hold_finish = asyncio.Event()  # never set: transcription outlasts the grace
+    meeting = await _start_notes(r)
+    assert await r.backend.shutdown(0.2) == [meeting.meeting_id]
+    late = await _message(r, "could not be finished before the bot stopped")
+    assert f"notetaker transcribe {meeting.meeting_id}" in late["content"]
+    assert not meeting.finished
+
+
+# -- login, endpoints, intents ---------------------------------------------------------
+
+
+@contextlib.asynccontextmanager
+async def _started(backend: Any, token: str) -> Any:
+    """``backend.start`` in a task, as ``notetaker run`` runs it; closed on the way out."""
+    task = asyncio.create_task(backend.start(token))
+    try:
+        yield task
+    finally:
+        await backend.close()
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await task
+
+
+@contextlib.contextmanager
+def _library_defaults_restored() -> Any:
+    """The endpoint knobs are process-wide class attributes: point them somewhere dead
+    for the test (so only the settings can make the bot reach the simulator) and put the
+    library's values back afterwards."""
+    helper = importlib.import_module(f"discordsim.testing.{BACKEND}")
+    dead = types.SimpleNamespace(
+        base_url="http://127.0.0.1:9",
+        api_base="http://127.0.0.1:9/api/v10",
+        gateway_url="ws://127.0.0.1:9/gateway",
+    )
+    with helper.point_at(dead):
+        yield
+
+
+def _settings(tmp_path: Path, **extra: Any) -> Any:
+    from notetaker.config import Settings
+
+    return Settings(backend=BACKEND or "", data_dir=tmp_path / "data", **extra)
+
+
+async def test_the_api_base_and_gateway_settings_take_the_bot_to_that_server(
+    tmp_path: Path,
+) -> None:
+    from discordsim.app import Simulator
+    from notetaker import plugins
+    from notetaker.fakes import CaptureMeetings
+
+    spec = plugins.load().backend(BACKEND or "")
+    async with Simulator(lifetime=120) as sim:
+        organiser = sim.world.user("alice")
+        with _library_defaults_restored():
+            settings = _settings(
+                tmp_path, discord_api_base=sim.api_base, discord_gateway_url=sim.gateway_url
+            )
+            backend = spec.factory(settings, meetings=CaptureMeetings())
+            async with _started(backend, sim.token):
+                await _registered(sim, "notesstatus")
+                inv = await sim.invoke("notesstatus", user=organiser)
+                answer = await inv.callback(timeout=WAIT)
+                assert "Not in a voice channel" in _text(answer)
+    assert sim.record.of("gateway.op", op=2), "the bot never identified on the simulator"
+
+
+async def _registered(sim: Any, *names: str) -> None:
+    """Until the bot is on the gateway and has registered ``names`` (each record entry is
+    a moment to look again)."""
+    gid, bot = sim.world.guild_id, sim.world.bot.id
+
+    def ready(_: object = None) -> bool:
+        connected = sim.gateway.connection_of(bot) is not None
+        return connected and all(sim.commands.find(n, gid) for n in names)
+
+    if not ready():
+        await sim.record.wait_for(None, ready, timeout=60)
+
+
+async def test_a_refused_privileged_intent_is_named_with_where_to_enable_it(
+    tmp_path: Path,
+) -> None:
+    from discordsim.app import Simulator
+    from notetaker import plugins
+    from notetaker.fakes import CaptureMeetings
+
+    spec = plugins.load().backend(BACKEND or "")
+    async with Simulator(lifetime=120) as sim:  # no privileged intent enabled, as new apps
+        with _library_defaults_restored():
+            settings = _settings(
+                tmp_path,
+                discord_api_base=sim.api_base,
+                discord_gateway_url=sim.gateway_url,
+                members_intent=True,
+            )
+            backend = spec.factory(settings, meetings=CaptureMeetings())
+            async with _started(backend, sim.token) as task:
+                with pytest.raises(IntentsRefused) as refused:
+                    async with asyncio.timeout(60):
+                        await task
+    assert refused.value.intents == ("members",)
+    assert "Server Members Intent" in str(refused.value)
+    assert "discord.com/developers/applications" in str(refused.value)
+    assert sim.record.of("gateway.intents_refused")
+
+
+async def test_the_members_intent_connects_when_the_application_has_it(
+    tmp_path: Path,
+) -> None:
+    from discordsim.app import Simulator
+    from notetaker import plugins
+    from notetaker.fakes import CaptureMeetings
+
+    spec = plugins.load().backend(BACKEND or "")
+    async with Simulator(lifetime=120, privileged_intents=frozenset({"members"})) as sim:
+        with _library_defaults_restored():
+            settings = _settings(
+                tmp_path,
+                discord_api_base=sim.api_base,
+                discord_gateway_url=sim.gateway_url,
+                members_intent=True,
+            )
+            backend = spec.factory(settings, meetings=CaptureMeetings())
+            async with _started(backend, sim.token):
+                await _registered(sim, "notesstatus")
+                inv = await sim.invoke("notesstatus", user=sim.world.user("alice"))
+                assert "Not in a voice channel" in _text(await inv.callback(timeout=WAIT))
+    assert not sim.record.of("gateway.intents_refused")
+
+
+async def test_the_librarys_login_errors_are_translated_in_one_place(tmp_path: Path) -> None:
+    from notetaker import plugins
+    from notetaker.fakes import CaptureMeetings
+
+    spec = plugins.load().backend(BACKEND or "")
+    backend = spec.factory(_settings(tmp_path), meetings=CaptureMeetings())
+    kit = backend.kit  # (async: py-cord makes its client on a running loop)
+
+    def http_error(status: int) -> BaseException:
+        response = types.SimpleNamespace(status=status, reason="Service Unavailable")
+        return kit.http_exception(response, "oops")
+
+    assert isinstance(backend.translate_error(kit.login_failure("bad")), TokenRejected)
+    assert isinstance(backend.translate_error(http_error(401)), TokenRejected)
+    assert isinstance(backend.translate_error(http_error(503)), DiscordUnreachable)
+    assert backend.translate_error(http_error(403)) is None
+    assert isinstance(backend.translate_error(kit.gateway_not_found()), DiscordUnreachable)
+    assert isinstance(backend.translate_error(kit.intents_required(None)), IntentsRefused)
+    assert isinstance(backend.translate_error(ConnectionRefusedError(111, "x")), DiscordUnreachable)
+    assert backend.translate_error(ValueError("a bug")) is None
