@@ -11,6 +11,7 @@ between. A granule jump would not do: decoders play the packets after a jump str
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -95,7 +96,12 @@ class Track:
                 fsync=config.fsync,
             )
         except BaseException:
-            file.close()
+            # Created here ("xb"), so ours to remove: a full disk must not leave a
+            # headerless file that looks like a track.
+            with contextlib.suppress(OSError):
+                file.close()
+            with contextlib.suppress(OSError):
+                path.unlink()
             raise
         self.pending_since: float | None = None
         self.packets = 0
