@@ -83,6 +83,39 @@ async def test_shutdown_past_the_grace_says_the_notes_come_at_the_next_start(
     assert not meeting.finished
 
 
+@pytest.mark.parametrize("speakers", [10.0], indirect=True)  # speaking through the drop
+@pytest.mark.parametrize(
+    ("code", "how"), [(4000, "close"), (None, "op 7")], ids=["closed 4000", "op 7 reconnect"]
+)
+async def test_the_main_gateway_dropping_mid_meeting_is_resumed_and_recording_goes_on(
+    running: Any, code: int | None, how: str
+) -> None:
+    r = running
+    meeting = await _start_notes(r)
+    ids = [u.id for u in r.speakers]
+    await meeting.wait_for_speakers(ids, timeout=WAIT)
+    bot = r.sim.world.bot.id
+    conn = r.sim.gateway.connection_of(bot)
+    assert conn is not None
+    mark = len(r.sim.record)
+    if code is not None:
+        await r.sim.gateway.close(conn, code, b"Unknown error")
+    else:
+        await r.sim.gateway.request_reconnect(bot)
+    await r.sim.record.wait_for("gateway.resumed", timeout=WAIT, after=mark)
+    # The voice connection is the voice gateway's: it carries on, and every speaker is
+    # still heard after the main gateway came back.
+    heard = {uid: len(frames) for uid, frames in meeting.capture.by_user().items()}
+    await meeting.capture.until(
+        lambda: all(len(meeting.capture.by_user().get(u, ())) > heard[u] + 25 for u in ids), WAIT
+    )
+    session = r.guild_state().session
+    assert session.state is VoiceState.CONNECTED and session.stats().get("reconnects", 0) == 0
+    inv = await r.sim.invoke("stopnotes", user=r.organiser)
+    await inv.wait(lambda resp: "Stopped recording" in _text(resp), timeout=WAIT)
+    await _message(r, "captured meeting")
+
+
 # -- login, endpoints, intents ---------------------------------------------------------
 
 
