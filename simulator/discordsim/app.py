@@ -88,6 +88,7 @@ class Simulator:
             heartbeat_interval_ms=heartbeat_interval_ms,
         )
         self.rest = Rest(self)
+        self._mounts: list[tuple[str, web.Application]] = []
         self._runner: web.AppRunner | None = None
         self._watchdog: asyncio.Task[None] | None = None
         self.stopped = asyncio.Event()
@@ -118,6 +119,8 @@ class Simulator:
         app.router.add_get("/gateway/", self.gateway.handle)
         app.router.add_get("/", self.gateway.handle)
         app.router.add_get("/attachments/{id}/{filename}", self._attachment)
+        for prefix, sub in self._mounts:
+            app.add_subapp(prefix, sub)
         runner = web.AppRunner(app, handle_signals=False, access_log=None, shutdown_timeout=1.0)
         await runner.setup()
         # Bind the socket ourselves so an ephemeral port is known before anyone connects.
@@ -131,6 +134,13 @@ class Simulator:
         if self.lifetime is not None:
             self._watchdog = asyncio.create_task(self._expire(self.lifetime))
         log.info("discordsim listening on %s", self.base_url)
+
+    def mount(self, prefix: str, sub: web.Application) -> None:
+        """Serve ``sub`` under ``prefix`` on the same port (call before :meth:`start`):
+        :mod:`discordsim.control` lives there, beside the API it drives."""
+        if self._runner is not None:
+            raise RuntimeError("mount() must come before start()")
+        self._mounts.append((prefix, sub))
 
     async def _expire(self, after: float) -> None:
         await asyncio.sleep(after)

@@ -1,8 +1,13 @@
-"""``discordsim``: run the simulator standalone.
+"""``discordsim``: run the simulator standalone, and drive it from another terminal.
 
 ``discordsim serve --scenario NAME --participants FILE`` starts the REST API, the main
-gateway and the voice servers on loopback, prints the bot token, the API base and how to
-point a bot at them, and runs until Ctrl-C or its lifetime ends.
+gateway and the voice servers on loopback, prints the API base and how to point a bot at
+them, and runs until Ctrl-C or its lifetime ends. With ``--state FILE`` it also writes
+FILE (mode 0600: the bot token, the URLs, the CA file, the guild's ids and the control
+API's address and secret) and removes it on exit; ``discordsim invoke``, ``messages``,
+``say``, ``join``, ``leave`` and ``state`` read FILE to drive it (:mod:`discordsim.remote`).
+The standalone guild has a member ``organiser`` with Manage Server, sitting in the voice
+channel: ``invoke`` runs commands as them unless told ``--as`` someone else.
 ``discordsim scenarios`` lists the scenario table.
 """
 
@@ -11,20 +16,32 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import json
+import os
+import secrets
 import signal
 import sys
 import tempfile
 from pathlib import Path
 from typing import Any
 
+from discordsim import remote
 from discordsim.scenarios import SCENARIOS
 from discordsim.world import World
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="discordsim", description=__doc__.split("\n\n")[0])
-    sub = parser.add_subparsers(dest="command", required=True)
-    serve = sub.add_parser("serve", help="run the simulator until Ctrl-C")
+    parser = argparse.ArgumentParser(
+        prog="discordsim",
+        description=__doc__.split("\n\n")[0],
+        epilog="`discordsim COMMAND --help` tells more of each command.",
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    serve = sub.add_parser(
+        "serve",
+        help="run the simulator until Ctrl-C",
+        description="Run Discord in a box on loopback until Ctrl-C, SIGTERM or --lifetime.",
+    )
     serve.add_argument("--scenario", default="modern", choices=sorted(SCENARIOS))
     serve.add_argument("--participants", type=Path, help="TOML script of scripted speakers")
     serve.add_argument("--host", default="127.0.0.1", help="loopback address to listen on")
@@ -41,13 +58,26 @@ def _parser() -> argparse.ArgumentParser:
         default=None,
         help="bind the port-443 listener (default: as the scenario says; needs root)",
     )
+    serve.add_argument(
+        "--state",
+        type=Path,
+        nargs="?",
+        const=remote.default_state_path(),
+        metavar="FILE",
+        help="write the state file that invoke/messages/say/join/leave read (mode 0600, "
+        "removed on exit; without FILE: $DISCORDSIM_STATE, else ./discordsim-state.json); "
+        "the CA bundle then goes beside it unless --ca-file says otherwise",
+    )
     sub.add_parser("scenarios", help="list the scenarios")
+    remote.add_parsers(sub)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of ``python -m discordsim`` and the ``discordsim`` script."""
     args = _parser().parse_args(argv)
+    if args.command in remote.COMMANDS:
+        return remote.main(args)
     if args.command == "scenarios":
         for name, sc in SCENARIOS.items():
             print(f"{name:20} {sc.description}")
@@ -63,9 +93,19 @@ def main(argv: list[str] | None = None) -> int:
 
 async def serve(args: argparse.Namespace) -> None:
     """Run everything until a signal or the lifetime ends."""
+    from discordsim.control import (
+        PREFIX,
+        ControlAPI,
+        add_organiser,
+        remove_state,
+        state_document,
+        write_state,
+    )
     from discordsim.voice import VoiceServer, load_script
 
     world = World.default()
+    # Before anyone connects: the bot then finds the organiser in the call in GUILD_CREATE.
+    organiser = add_organiser(world)
     sim: Any = None
     try:
         from discordsim.app import Simulator
@@ -73,6 +113,11 @@ async def serve(args: argparse.Namespace) -> None:
         pass
     else:
         sim = Simulator(world, host=args.host, port=args.port, lifetime=args.lifetime)
+    state: Path | None = args.state
+    if state is not None:
+        if sim is None:
+            raise ValueError("--state needs the main side (discordsim.app), which is missing")
+        _check_state_free(state)
     voice = VoiceServer(
         world,
         args.scenario,
@@ -84,32 +129,71 @@ async def serve(args: argparse.Namespace) -> None:
     if args.participants is not None:
         for spec in load_script(args.participants):
             voice.add_participant(spec)
-    ca_file = args.ca_file or Path(tempfile.gettempdir()) / "discordsim-ca-bundle.pem"
+    secret = secrets.token_urlsafe(32)
+    if sim is not None:
+        sim.mount(PREFIX, ControlAPI(sim, voice, secret, organiser).app())
+    # Beside the state file, so that two simulators never share (and overwrite) one CA.
+    ca_default = Path(tempfile.gettempdir()) / "discordsim-ca-bundle.pem"
+    if state is not None:
+        ca_default = state.with_name(state.stem + ".ca.pem")
+    # Absolute: the bot that reads it from the state file may run in another directory.
+    ca_file = (args.ca_file or ca_default).absolute()
     voice.tls.write_bundle(ca_file)
     async with contextlib.AsyncExitStack() as stack:
         if sim is not None:
             await stack.enter_async_context(sim)
         await stack.enter_async_context(voice)
-        _print_banner(sim, voice, ca_file, args)
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(sig, stop.set)
-        waits = [asyncio.create_task(stop.wait()), asyncio.create_task(voice.stopped.wait())]
-        if sim is not None:
-            waits.append(asyncio.create_task(sim.stopped.wait()))
-        await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
-        for task in waits:
-            task.cancel()
+        try:
+            if state is not None:
+                # Written once everything listens: a reader that finds it can connect.
+                doc = state_document(
+                    sim, voice, secret=secret, ca_file=ca_file, organiser=organiser
+                )
+                write_state(state, doc)
+            _print_banner(sim, voice, ca_file, args)
+            stop = asyncio.Event()
+            loop = asyncio.get_running_loop()
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                loop.add_signal_handler(sig, stop.set)
+            waits = [asyncio.create_task(stop.wait()), asyncio.create_task(voice.stopped.wait())]
+            if sim is not None:
+                waits.append(asyncio.create_task(sim.stopped.wait()))
+            await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+            for task in waits:
+                task.cancel()
+        finally:
+            if state is not None:
+                remove_state(state, secret)
+                if args.ca_file is None:
+                    with contextlib.suppress(OSError):
+                        ca_file.unlink()
     print("discordsim stopped", file=sys.stderr)
+
+
+def _check_state_free(path: Path) -> None:
+    """Refuse a state file that a running simulator still owns: its clients would be
+    pointed at this one mid-session. A file left by a dead one is simply replaced."""
+    try:
+        old = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return
+    pid = old.get("pid") if isinstance(old, dict) else None
+    if isinstance(pid, int) and pid != os.getpid() and remote._alive(pid):
+        raise ValueError(
+            f"{path} belongs to a simulator that is still running (pid {pid}); "
+            "stop it or give another --state"
+        )
 
 
 def _print_banner(sim: Any, voice: Any, ca_file: Path, args: argparse.Namespace) -> None:
     bound_443 = voice.record.first("voice.listen_443", bound=True) is not None
+    w = voice.world
     lines = [f"discordsim: scenario {voice.scenario.name!r}: {voice.scenario.description}"]
     if sim is not None:
+        # With a state file the token stays in it (0600), out of terminals and logs.
+        token = "in the state file" if args.state is not None else sim.token
         lines += [
-            f"  bot token      {sim.token}",
+            f"  bot token      {token}",
             f"  API base       {sim.api_base}",
             f"  gateway        {sim.gateway_url}",
         ]
@@ -118,8 +202,21 @@ def _print_banner(sim: Any, voice: Any, ca_file: Path, args: argparse.Namespace)
     lines += [
         f"  voice endpoint {voice.endpoint}   (UDP {voice.udp_host}:{voice.udp_port})",
         f"  port 443       {'bound' if bound_443 else 'not bound'}",
-        f"  guild          {voice.world.guild_id}  voice channel {voice.world.voice_channel.id}",
-        f"  participants   {len(voice._pending_specs)} scripted",
+        f"  guild          {w.guild_id}  voice channel {w.voice_channel.id}",
+        f"  members        {', '.join(u.name for u in w.users.values() if not u.bot)}"
+        f"  (organiser: Manage Server, in {w.voice_channel.name})",
+        f"  participants   {len(voice.pending_participants)} scripted",
+    ]
+    if args.state is not None:
+        lines += [
+            f"  state file     {args.state}",
+            "",
+            "Drive it from another terminal (add --state FILE unless it is the default):",
+            "  python -m discordsim invoke startnotes     # as the organiser; --as USER",
+            "  python -m discordsim say alice speech.wav  # alice speaks in the voice channel",
+            "  python -m discordsim messages              # what the bot posted",
+        ]
+    lines += [
         "",
         "Point a bot at it:",
         f"  1. start the bot process with SSL_CERT_FILE={ca_file}",
@@ -128,7 +225,8 @@ def _print_banner(sim: Any, voice: Any, ca_file: Path, args: argparse.Namespace)
         "  2. set the library's API base before login: discord.http.Route.BASE (discord.py,",
         "     py-cord) or nextcord.http.Route.BASE to the API base above; discord.py also",
         "     needs DiscordWebSocket.DEFAULT_GATEWAY (discordsim.testing.<lib>.point_at does both)",
-        "  3. log in with the bot token above",
+        "  3. log in with the bot token"
+        + (" (`discordsim state token`)" if args.state else " above"),
         f"Stops by itself after {args.lifetime:.0f}s; Ctrl-C stops it now.",
     ]
     print("\n".join(lines), flush=True)

@@ -9,6 +9,7 @@ INTERACTION_CREATE and everything the bot answered to it.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import secrets
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -241,6 +242,16 @@ class Invocation:
             raise TimeoutError(
                 f"interaction /{self.name}: no matching response in {timeout}s (got {got})"
             ) from None
+
+    async def after(self, count: int, *, timeout: float) -> list[InteractionResponse]:  # noqa: ASYNC109
+        """The responses after the first ``count``; waits up to ``timeout`` for one to
+        arrive, and returns ``[]`` if none did (a long poll, for the control API)."""
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(timeout):
+                while len(self.responses) <= count:
+                    self._changed.clear()
+                    await self._changed.wait()
+        return self.responses[count:]
 
     async def callback(self, *, timeout: float = 10.0) -> InteractionResponse:  # noqa: ASYNC109
         """The initial response (type 4 message, 5 deferred, ...)."""

@@ -115,6 +115,13 @@ SCENARIOS: dict[str, Scenario] = _table(
         "protocol version 1 with clients that offer it, transport-only with the others.",
     ),
     Scenario(
+        "today",
+        "Discord as of 2026-12: v8 (v4 and up accepted), a non-443 endpoint port, rtpsize "
+        "modes only (a discontinued mode gets 4016), DAVE required: an Identify without "
+        "max_dave_protocol_version gets 4017.",
+        require_dave=True,
+    ),
+    Scenario(
         "legacy-2024",
         "Before 2024-11-18: the discontinued xsalsa20/aes-gcm modes are still offered, "
         "versions below 4 pass, and port 443 serves the gateway (stripping :port worked).",

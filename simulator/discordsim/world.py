@@ -137,6 +137,7 @@ class Thread:
 # Permission bits (Discord's values) that the simulated guild hands out by default: enough to
 # read and write the text channel, attach files, join and speak in voice and use commands.
 PERM_ADMINISTRATOR = 1 << 3
+PERM_MANAGE_GUILD = 1 << 5
 PERM_VIEW_CHANNEL = 1 << 10
 PERM_SEND_MESSAGES = 1 << 11
 PERM_ATTACH_FILES = 1 << 15

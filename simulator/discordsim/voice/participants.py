@@ -187,7 +187,14 @@ def prepare(spec: ParticipantSpec) -> list[bytes | None]:
 class Participant:
     """A scripted speaker at run time: a guild member with an SSRC and a send timeline."""
 
-    def __init__(self, server: VoiceServer, spec: ParticipantSpec, user_id: int) -> None:
+    def __init__(
+        self,
+        server: VoiceServer,
+        spec: ParticipantSpec,
+        user_id: int,
+        *,
+        slots: list[bytes | None] | None = None,
+    ) -> None:
         self.server = server
         self.spec = spec
         self.user_id = user_id
@@ -196,25 +203,45 @@ class Participant:
         # Start values are random, as discord.js does (§4.2).
         self.seq = rng.randrange(1 << 16)
         self.timestamp0 = rng.randrange(1 << 32)
-        self.slots: list[bytes | None] = []
+        #: the script's send timeline; None until prepared (given, or decoded when it runs)
+        self.slots: list[bytes | None] | None = slots
         self.sent = 0
+        self.started = False
         self.in_channel = False
+        #: set when the script has run (joined, spoken, left if it leaves)
         self.done = asyncio.Event()
+        # The loop time of this sender's first frame slot: the RTP clock's origin, so that
+        # a later speech (speak()) continues the timestamps instead of rewinding them.
+        self._clock0: float | None = None
+        self._speaking: asyncio.Task[None] | None = None
+        #: told to leave before its script ran to the end: it does not join any more
+        self.withdrawn = False
 
     async def run(self, start: float) -> None:
         """Join at ``join_at``, speak, leave at ``leave_at`` (or stay)."""
         loop = asyncio.get_running_loop()
         spec = self.spec
-        try:
-            self.slots = await asyncio.to_thread(prepare, spec)
-        except Exception as exc:  # a bad file silences this speaker, not the simulator
-            self.server.record.add("voice.participant_error", user_id=self.user_id, error=repr(exc))
-            self.done.set()
-            return
+        self.started = True
+        if self.slots is None:
+            try:
+                self.slots = await asyncio.to_thread(prepare, spec)
+            except Exception as exc:  # a bad file silences this speaker, not the simulator
+                self.server.record.add(
+                    "voice.participant_error", user_id=self.user_id, error=repr(exc)
+                )
+                self.done.set()
+                return
         try:
             await _sleep_until(loop, start + spec.join_at)
+            if self.withdrawn:
+                return
             await self.server.participant_join(self)
-            speak = asyncio.create_task(self._speak(start + spec.join_at + spec.speak_after))
+            if self.withdrawn or not self.in_channel:
+                return  # told to leave while joining
+            speak = asyncio.create_task(
+                self._speak(start + spec.join_at + spec.speak_after, self.slots)
+            )
+            self._speaking = speak
             if spec.leave_at is not None:
                 await _sleep_until(loop, start + spec.leave_at)
                 speak.cancel()
@@ -224,18 +251,46 @@ class Participant:
         finally:
             self.done.set()
 
-    async def _speak(self, at: float) -> None:
+    async def speak(self, slots: list[bytes | None]) -> None:
+        """Say more, now, as the same sender: same SSRC, the sequence and the RTP clock
+        carrying on (a Discord client keeps both for as long as it is connected). For a
+        member already in the channel whose script has run; returns when it is said."""
+        if not self.in_channel:
+            raise RuntimeError("a participant speaks only while in the channel")
+        task = asyncio.create_task(self._speak(asyncio.get_running_loop().time(), slots))
+        self._speaking = task
+        await asyncio.gather(task, return_exceptions=True)
+
+    def hush(self) -> None:
+        """Stop speaking now (the member leaves, or is silenced): no frame after this."""
+        if self._speaking is not None:
+            self._speaking.cancel()
+
+    def withdraw(self) -> None:
+        """The member was told to leave: stop speaking, and if the script has not joined
+        yet (it waits for the first voice session), never join."""
+        self.withdrawn = True
+        self.hush()
+
+    async def _speak(self, at: float, slots: list[bytes | None] | None) -> None:
         loop = asyncio.get_running_loop()
         await _sleep_until(loop, at)
         self.server.record.add("voice.participant_speak", user_id=self.user_id, ssrc=self.ssrc)
         t0 = loop.time()
-        for i, slot in enumerate(self.slots):
+        if self._clock0 is None:
+            self._clock0 = t0
+        # Frames since the clock's origin: the RTP timestamp counts through the silence
+        # between two speeches, as a real sender's does.
+        base = round((t0 - self._clock0) / FRAME_S)
+        for i, slot in enumerate(slots or ()):
             # Absolute deadlines: a late wake-up is caught up, never accumulated as drift.
             await _sleep_until(loop, t0 + i * FRAME_S)
+            if not self.in_channel:
+                break  # left mid-sentence: a member out of the call sends nothing
             if slot is None:
                 continue
             self.seq = (self.seq + 1) & 0xFFFF
-            ts = (self.timestamp0 + i * FRAME_SAMPLES) & 0xFFFFFFFF
+            ts = (self.timestamp0 + (base + i) * FRAME_SAMPLES) & 0xFFFFFFFF
             await self.server.forward_audio(self, self.seq, ts, slot)
             self.sent += 1
         self.server.record.add("voice.participant_done", user_id=self.user_id, sent=self.sent)

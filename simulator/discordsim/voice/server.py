@@ -121,7 +121,7 @@ class VoiceServer:
         self._fired: set[str] = set()
         self._tasks: set[asyncio.Task[Any]] = set()
         self.participants: list[Participant] = []
-        self._pending_specs: list[ParticipantSpec] = []
+        self._pending: list[Participant] = []
         self._participants_started = False
         self._runner: web.AppRunner | None = None
         self._media: MediaProtocol | None = None
@@ -529,31 +529,43 @@ class VoiceServer:
             self.record.add("voice.rtcp_out", conn=session.conn_id, pt=201)
 
     # -- participants ----------------------------------------------------------------
-    def add_participant(self, spec: ParticipantSpec) -> None:
-        """Schedule a scripted speaker; its times count from when participants start."""
+    def add_participant(
+        self, spec: ParticipantSpec, *, slots: list[bytes | None] | None = None
+    ) -> Participant:
+        """Schedule a scripted speaker; its times count from when participants start.
+
+        The member is created now if the world has none by that name. ``slots``: its send
+        timeline, already prepared (:func:`~discordsim.voice.participants.prepare`), so a
+        caller that must report a bad file can decode it first without decoding it twice.
+        """
+        try:
+            user = self.world.user(spec.name)
+        except KeyError:
+            user = self.world.add_user(spec.name)
+        p = Participant(self, spec, user.id, slots=slots)
+        self.participants.append(p)
         if self._participants_started:
-            self._run_participant(spec)
+            self._run_participant(p)
         else:
-            self._pending_specs.append(spec)
+            self._pending.append(p)
+        return p
+
+    @property
+    def pending_participants(self) -> list[Participant]:
+        """Scripted speakers waiting for participants to start (the first live session)."""
+        return list(self._pending)
 
     def start_participants(self) -> None:
         """Start the scripted speakers' clocks (once; the first live session does it)."""
         if self._participants_started:
             return
         self._participants_started = True
-        for spec in self._pending_specs:
-            self._run_participant(spec)
-        self._pending_specs.clear()
+        for p in self._pending:
+            self._run_participant(p)
+        self._pending.clear()
 
-    def _run_participant(self, spec: ParticipantSpec) -> Participant:
-        try:
-            user = self.world.user(spec.name)
-        except KeyError:
-            user = self.world.add_user(spec.name)
-        p = Participant(self, spec, user.id)
-        self.participants.append(p)
+    def _run_participant(self, p: Participant) -> None:
         self._spawn(p.run(asyncio.get_running_loop().time()))
-        return p
 
     async def participant_join(self, p: Participant) -> None:
         p.in_channel = True
@@ -564,6 +576,9 @@ class VoiceServer:
             await self._tell_join(session, [p.user_id])
 
     async def participant_leave(self, p: Participant) -> None:
+        if not p.in_channel:
+            return  # left already (told to leave before its script's leave_at)
+        p.hush()
         p.in_channel = False
         channel = self.world.voice_channel.id
         self.record.add("voice.participant_leave", user_id=p.user_id)
