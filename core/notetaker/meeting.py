@@ -62,10 +62,18 @@ def missing_spans(meeting: Meeting) -> list[MissingSpan]:
     """Where audio is missing, per speaker, from the meeting's timeline."""
     speakers = [s.user_id for s in meeting.speakers]
     spans: list[MissingSpan] = []
+    # Where the meeting ends on its clock: capture's close, or past the longest track.
+    ends = [ev.at_ms for ev in meeting.events if ev.kind == "close" and ev.at_ms is not None]
+    ends += [t.ended_ms for t in meeting.tracks if t.ended_ms is not None]
+    end_s = max(ends, default=0) / 1000
     for ev in meeting.events:
         if ev.at_ms is None:
             continue
         start = ev.at_ms / 1000
+        if ev.kind == "stopped" and ev.user_id is not None:
+            # A track that could not be written (disk full): gone from there to the end.
+            spans.append(MissingSpan(ev.user_id, start, max(start, end_s), ev.detail))
+            continue
         if ev.kind == "gap" and ev.user_id is not None and ev.detail != "reconnect":
             spans.append(
                 MissingSpan(
@@ -76,6 +84,19 @@ def missing_spans(meeting: Meeting) -> list[MissingSpan]:
             for uid in [ev.user_id] if ev.user_id is not None else speakers:
                 spans.append(MissingSpan(uid, start, start + ev.count / 1000, "reconnect"))
     return spans
+
+
+async def close_recorder(recorder: Recorder) -> None:
+    """Close ``recorder`` on a thread: it waits for its index writer, which a locked index
+    holds up (for at most the writer's close timeout), and the loop must not. Cancelled
+    (shutdown's grace ran out), it still waits for the close: the tracks end properly and
+    the index rows are written or reported either way."""
+    closing = asyncio.ensure_future(asyncio.to_thread(recorder.close))
+    try:
+        await asyncio.shield(closing)
+    except asyncio.CancelledError:
+        await closing
+        raise
 
 
 def cutter_config(settings: Settings) -> CutterConfig:
@@ -300,6 +321,7 @@ class RecordedMeeting:
         self._opted_out = list(opted_out)
         self._display_name = display_name
         self._captions: Callable[[Sequence[CaptionLine]], None] | None = None
+        self._failures: Callable[[str], None] | None = None
         self._loop = asyncio.get_running_loop()
         self._ticker = self._loop.create_task(self._tick())
 
@@ -316,6 +338,25 @@ class RecordedMeeting:
             if time.monotonic() >= next_flush:
                 next_flush += FLUSH_TICK_S
                 self.recorder.tick()
+            self._tell_failures()
+
+    def listen_failures(self, callback: Callable[[str], None] | None) -> None:
+        """Hand ``callback`` (on the event loop) a sentence for the channel each time a
+        speaker's track stops (a full disk); failures before the call come first."""
+        self._failures = callback
+        self._tell_failures()
+
+    def _tell_failures(self) -> None:
+        callback = self._failures
+        if callback is None:
+            return  # kept in the recorder until someone listens
+        for failure in self.recorder.take_failures():
+            text = failure.message(self._name(failure.user_id))
+            log.warning("meeting %s: %s", self.meeting_id, text)
+            try:
+                callback(text)
+            except Exception:  # telling the channel never affects the recording
+                log.exception("failure notice of meeting %s failed", self.meeting_id)
 
     def _heard(self, utterance: Utterance, segments: Sequence[Segment]) -> None:
         # On the queue's worker thread: captions are built and posted on the loop.
@@ -369,7 +410,8 @@ class RecordedMeeting:
     async def finish(self, progress: Callable[[str], Coroutine[Any, Any, None]]) -> NotesResult:
         """End the last utterances, wait for those still being transcribed, write the notes."""
         self.cutter.close()
-        self.recorder.close()
+        await close_recorder(self.recorder)
+        self._tell_failures()
         self._ticker.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await self._ticker
