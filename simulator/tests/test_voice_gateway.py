@@ -201,11 +201,31 @@ async def test_legacy_2024_offers_and_accepts_discontinued_modes(mode: str) -> N
         await c.aclose()
 
 
+@pytest.mark.parametrize("scenario", ["dave-required-4017", "today"])
 @pytest.mark.parametrize("dave", [0, None])
-async def test_dave_required_4017(dave: int | None) -> None:
-    async with simulator("dave-required-4017") as server:
+async def test_dave_required_4017(scenario: str, dave: int | None) -> None:
+    async with simulator(scenario) as server:
         with pytest.raises(ConnectionError, match="4017"):
             await join(server, dave=dave)
+        assert server.record.first("voice.close", code=4017) is not None
+
+
+async def test_today_is_discord_as_of_2026_12() -> None:
+    """v8 over TLS on a non-443 port, rtpsize modes only, DAVE negotiated (and required:
+    above); older gateway versions and discontinued modes are refused."""
+    async with simulator("today") as server:
+        assert not server.listen_443
+        host, _, port = server.endpoint.rpartition(":")
+        assert host == "127.0.0.1" and int(port) != 443
+        j = await join(server, dave=1)
+        assert j.client.ops(8)[0]["d"]["v"] == 8
+        assert j.ready["modes"] == list(MODERN_MODES)
+        assert j.desc["mode"] == XCHACHA and j.desc["dave_protocol_version"] == 1
+        await j.client.aclose()
+        with pytest.raises(ConnectionError, match="4016"):
+            await join(server, dave=1, mode="xsalsa20_poly1305_lite")
+        with pytest.raises(ConnectionError, match="4006"):
+            await join(server, dave=1, version=3)
 
 
 async def test_dave_required_lets_a_dave_client_in() -> None:
