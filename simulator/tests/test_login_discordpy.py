@@ -8,10 +8,13 @@ Runs in the discord.py environment (.venv-discordpy); skipped elsewhere.
 
 import io
 from collections.abc import AsyncIterator
+from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import aiohttp
 import pytest
+from standalone import cli, serve
 
 from discordsim.app import Simulator
 from discordsim.testing import StubVoiceSide, installed_library
@@ -102,3 +105,50 @@ async def test_discordpy_resumes_after_a_dropped_gateway(sim: Simulator) -> None
     client, _ = make_bot()
     async with logged_in(sim, client):
         await assert_resumes(sim)
+
+
+@pytest.mark.slow
+async def test_discordpy_against_a_standalone_serve_answers_the_invoke_cli(tmp_path: Path) -> None:
+    """The by-hand setup, as the README tells it: `discordsim serve --state FILE`, a bot
+    pointed at the URLs and token in FILE, `discordsim invoke` from another terminal."""
+    import discord
+    from discord import app_commands
+
+    from discordsim.testing.discordpy import logged_in
+
+    client = discord.Client(intents=discord.Intents.default())
+    tree = app_commands.CommandTree(client)
+
+    @tree.command(name="startnotes", description="Start taking notes")
+    async def startnotes(
+        interaction: discord.Interaction, captions: bool = False, language: str = "en"
+    ) -> None:
+        member = interaction.user
+        assert isinstance(member, discord.Member)
+        voice = member.voice.channel.name if member.voice and member.voice.channel else None
+        await interaction.response.send_message(
+            f"Recording started by {member.name} in {voice}: captions={captions} "
+            f"language={language} manage_guild={member.guild_permissions.manage_guild}"
+        )
+
+    async with serve(tmp_path, "--scenario", "today") as served:
+        s = served.state
+        # What a separate bot process reads from the state file.
+        where = SimpleNamespace(
+            api_base=s["api_base"], gateway_url=s["gateway_url"], token=s["token"]
+        )
+        async with logged_in(where, client):  # type: ignore[arg-type]
+            await tree.sync()
+            r = await cli(
+                "invoke", "startnotes", "-o", "captions=true", "-o", "language=de",
+                "--linger", "0.3", "--state", str(served.path),
+            )  # fmt: skip
+            assert r.rc == 0, r.err
+            assert r.out.splitlines()[1:] == [
+                "reply: Recording started by organiser in Meeting Room: captions=True "
+                "language=de manage_guild=True"
+            ]
+            r = await cli("invoke", "startnotes", "--as", "alice", "--state", str(served.path))
+            assert r.rc == 0 and "by alice in None: captions=False" in r.out, r.out
+            r = await cli("messages", "--state", str(served.path))
+            assert r.out.count("notetaker-bot (/startnotes): Recording started by") == 2
