@@ -74,7 +74,10 @@ def test_a_locked_index_makes_the_writer_wait_and_log_once(
 ) -> None:
     caplog.set_level(logging.INFO, logger="notetaker.recorder.index_writer")
     mid = new_meeting(index)
-    writer = IndexWriter.for_index(index, name="writer-under-test")
+    # Short attempts, so that the one-second wait below spans several of them.
+    writer = IndexWriter(
+        index.path, index.layout.root, name="writer-under-test", attempt_wait_s=0.05
+    )
     with locked(index.path):
         # These return at once although nothing can be written now; the same thread
         # holds the lock, so a call that waited for it would never return.

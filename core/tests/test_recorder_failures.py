@@ -12,12 +12,14 @@ from __future__ import annotations
 import errno
 import functools
 import io
+import logging
 import math
 import os
 import sqlite3
 import subprocess
 import threading
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import BinaryIO
 
@@ -208,15 +210,14 @@ def test_other_write_errors_stop_the_track_with_their_own_cause(index: MeetingIn
 # -- a real full disk -----------------------------------------------------------------------
 
 
-@pytest.fixture
-def small_disk(tmp_path: Path) -> Iterator[Path]:
-    """``data/meetings`` on a 48 KiB tmpfs (the index stays on the real disk)."""
+@contextmanager
+def tmpfs(target: Path, size: str) -> Iterator[Path]:
+    """A tmpfs of ``size`` mounted on ``target``; skips the test where that is not allowed."""
     if os.geteuid() != 0:
         pytest.skip("mounting a small tmpfs needs root")
-    target = tmp_path / "data" / "meetings"
-    target.mkdir(parents=True)
+    target.mkdir(parents=True, exist_ok=True)
     done = subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", "size=48k", "tmpfs", str(target)],
+        ["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(target)],
         capture_output=True,
         text=True,
         check=False,
@@ -227,6 +228,24 @@ def small_disk(tmp_path: Path) -> Iterator[Path]:
         yield target
     finally:
         subprocess.run(["umount", "-l", str(target)], check=False)
+
+
+@pytest.fixture
+def small_disk(tmp_path: Path) -> Iterator[Path]:
+    """``data/meetings`` on a 48 KiB tmpfs (the index stays on the real disk)."""
+    with tmpfs(tmp_path / "data" / "meetings", "48k") as target:
+        yield target
+
+
+def fill(path: Path) -> None:
+    """Write ``path`` until its disk is full."""
+    with path.open("wb", buffering=0) as file:
+        chunk = bytes(4096)
+        try:
+            while True:
+                file.write(chunk)
+        except OSError as exc:
+            assert exc.errno == errno.ENOSPC
 
 
 def test_a_real_full_disk_stops_the_tracks_and_nothing_crashes(
@@ -256,6 +275,42 @@ def test_a_real_full_disk_stops_the_tracks_and_nothing_crashes(
     assert stopped == {ALICE: failures[ALICE].at_ms, BOB: failures[BOB].at_ms}
     assert [e.user_id for e in meeting.events if e.kind == "error"] == [CAROL]
     assert [e.at_ms for e in meeting.events if e.kind == "close"] == [10_500]
+
+
+def test_a_full_disk_under_the_index_makes_its_writer_wait_until_space_is_freed(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Index and tracks on one disk that fills up: the tracks stop, the index rows wait
+    (not lost, not blocking), and land once space is freed."""
+    caplog.set_level(logging.INFO, logger="notetaker.recorder.index_writer")
+    with tmpfs(tmp_path / "data", "2m") as data:
+        index = MeetingIndex.open(data)
+        recorder, mid = new_recorder(index)
+        holder = sqlite3.connect(index.path, isolation_level=None)
+        holder.execute("BEGIN EXCLUSIVE")  # the rows queue until the disk is full
+        feed(recorder, {ALICE: 330.0, BOB: 550.0}, seconds=1.0)
+        fill(data / "filler")
+        feed(recorder, {ALICE: 330.0, BOB: 550.0}, seconds=2.0, at=1.0)
+        holder.execute("COMMIT")
+        holder.close()
+        assert {f.user_id: f.cause for f in recorder.failures()} == {
+            ALICE: "disk full",
+            BOB: "disk full",
+        }
+        assert not recorder.flush_index(1.0)  # SQLite cannot append to its log either
+        (data / "filler").unlink()
+        assert recorder.flush_index(30.0)
+        recorder.close()
+        meeting = index.get_meeting(mid)
+        assert sorted(t.user_id for t in meeting.tracks) == [ALICE, BOB]
+        assert sorted(e.user_id for e in meeting.events if e.kind == "stopped") == [ALICE, BOB]
+        assert recorder.index_report.complete
+        index.close()
+    # One line for the whole wait (it began as the lock or as the full disk, depending on
+    # when the writer first tried), and one when it ended.
+    waits = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(waits) == 1 and ("full disk" in waits[0] or "locked" in waits[0])
+    assert any("writable again" in r.getMessage() for r in caplog.records)
 
 
 # -- a locked index never reaches the receive loop ----------------------------------------------
