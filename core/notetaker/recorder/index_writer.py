@@ -332,7 +332,8 @@ class IndexWriter:
 
     def _wait_out(self, exc: RecordingError, what: str) -> bool:
         """After a failed attempt: True to try again, False once closing and past the
-        deadline. A non-transient failure to open stops the writer (True never)."""
+        deadline, or for an error that is not transient (only :meth:`_open` passes one:
+        a writer without a connection stops)."""
         self._report_drops()
         cause = transient_cause(exc)
         if cause is None:
@@ -391,10 +392,11 @@ class IndexWriter:
             self._cond.notify_all()
             left = dict(self._unwritten)
         if left:
-            waited = time.monotonic() - (self._waiting_since or time.monotonic())
+            since = self._waiting_since
+            waited = f" after {time.monotonic() - since:.0f} s of waiting" if since else ""
             log.warning(
-                "session index %s could not be written for %.0f s; not written: %s. The "
-                "tracks on disk are complete; the timeline in the index is not",
+                "session index %s: not written%s: %s. The track files are not affected; "
+                "the index lacks these rows of their meeting",
                 self.path,
                 waited,
                 ", ".join(f"{n} {what}" for what, n in left.items()),
