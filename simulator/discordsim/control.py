@@ -42,6 +42,7 @@ import asyncio
 import contextlib
 import json
 import os
+import re
 import secrets
 import tempfile
 from collections.abc import Awaitable, Callable
@@ -84,6 +85,7 @@ _EPHEMERAL = 1 << 6
 _LOADING = 1 << 7
 #: The longest a long poll may hold a request.
 _MAX_WAIT_S = 600.0
+_MENTION = re.compile(r"<(#|@!?)(\d+)>")
 _TRUE = frozenset({"true", "yes", "on", "1"})
 _FALSE = frozenset({"false", "no", "off", "0"})
 
@@ -363,6 +365,8 @@ class ControlAPI:
             "channel_id": str(m.channel_id),
             "author": author.name if author else str(m.author_id),
             "content": m.content,
+            # As a Discord client shows it: <#id> and <@id> by name, for people reading it.
+            "readable": self._readable(m.content),
             "embeds": m.embeds,
             "attachments": [a.filename for a in m.attachments],
             "ephemeral": bool(m.flags & _EPHEMERAL),
@@ -370,6 +374,19 @@ class ControlAPI:
             "edited": m.edited,
             "interaction": self._interaction_name(m.interaction_id),
         }
+
+    def _readable(self, text: str) -> str:
+        w = self.sim.world
+
+        def name(match: re.Match[str]) -> str:
+            kind, raw = match.group(1), int(match.group(2))
+            if kind == "#":
+                found = w.channels.get(raw) or w.threads.get(raw)
+                return f"#{found.name}" if found else match.group(0)
+            user = w.users.get(raw)
+            return f"@{w.nicks.get(raw) or user.name}" if user else match.group(0)
+
+        return _MENTION.sub(name, text)
 
     def _interaction_name(self, interaction_id: int | None) -> str | None:
         if interaction_id is None:

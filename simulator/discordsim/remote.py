@@ -470,7 +470,9 @@ def _describe(r: dict[str, Any]) -> list[str]:
 def _message_lines(label: str, msg: dict[str, Any]) -> list[str]:
     marks = [m for m in ("ephemeral" if msg["ephemeral"] else "",) if m]
     head = f"{label} ({', '.join(marks)})" if marks else label
-    content = msg["content"] or ""
+    content = msg.get("readable", msg["content"]) or ""
+    if msg["loading"] and not content:
+        content = "(thinking…: a deferred reply not sent yet)"
     lines = content.splitlines() or [""]
     out = [f"{head}: {lines[0]}".rstrip()]
     out += [f"  {line}" for line in lines[1:]]

@@ -132,7 +132,10 @@ async def answer_startnotes(bot: RawBot, d: dict[str, Any]) -> None:
     """Defer, then say who started it with which options; post notes with a file."""
     opts = {o["name"]: o["value"] for o in d["data"].get("options", [])}
     who = d["member"]["user"]["username"]
-    await bot.defer_then_edit(d, f"Recording started by {who} options={json.dumps(opts)}")
+    voice = bot.state["voice_channel"]["id"]
+    await bot.defer_then_edit(
+        d, f"Recording started by {who} in <#{voice}> options={json.dumps(opts)}"
+    )
     await bot.post(d["channel_id"], "Notes of the meeting", {"notes.md": b"# Notes\n"})
 
 
@@ -235,6 +238,7 @@ async def test_a_bot_answers_invoke_and_messages_lists_what_it_posted(tmp_path: 
         raw_bot(sim.state, answer_startnotes) as bot,
     ):
         state = ["--state", str(sim.path)]
+        voice_id = sim.state["voice_channel"]["id"]
         # Not registered yet: refused, naming what is.
         r = await cli("invoke", "startnotes", "--bot-timeout", "0", *state)
         assert r.rc == 1 and "has not registered /startnotes (registered: none)" in r.err
@@ -255,7 +259,10 @@ async def test_a_bot_answers_invoke_and_messages_lists_what_it_posted(tmp_path: 
         lines = r.out.splitlines()
         assert lines[0] == "/startnotes as organiser in #general"
         assert lines[1] == "deferred: the bot is thinking"
-        assert lines[2].startswith("reply: Recording started by organiser options=")
+        # Mentions as a client shows them.
+        assert lines[2].startswith(
+            "reply: Recording started by organiser in #Meeting Room options="
+        )
         # What the bot received: the organiser, with Manage Server, and typed options.
         d = bot.interactions[-1]
         assert d["member"]["user"]["id"] == sim.state["organiser"]["id"]
@@ -268,7 +275,9 @@ async def test_a_bot_answers_invoke_and_messages_lists_what_it_posted(tmp_path: 
         assert run["user"] == "alice" and run["command"] == "startnotes"
         assert [x["via"] for x in run["responses"]] == ["callback", "edit_original"]
         assert run["responses"][0]["deferred"] is True
-        assert run["responses"][1]["message"]["content"].startswith("Recording started by alice")
+        reply = run["responses"][1]["message"]
+        assert reply["content"].startswith(f"Recording started by alice in <#{voice_id}>")
+        assert reply["readable"].startswith("Recording started by alice in #Meeting Room")
         assert opts(bot.interactions[-1]) == {}
 
         for bad, sentence in [
@@ -297,12 +306,30 @@ async def ignore(bot: RawBot, d: dict[str, Any]) -> None:
     """A bot that never answers."""
 
 
-async def test_invoke_gives_up_on_a_bot_that_never_answers(tmp_path: Path) -> None:
-    async with serve(tmp_path) as sim, raw_bot(sim.state, ignore) as bot:
+async def defer_only(bot: RawBot, d: dict[str, Any]) -> None:
+    """A bot that says it is thinking, and never more."""
+    url = f"{bot.api}/interactions/{d['id']}/{d['token']}/callback"
+    async with bot.http.post(url, json={"type": 5}) as resp:
+        assert resp.status in (200, 204)
+
+
+@pytest.mark.parametrize(
+    ("handler", "sentence"),
+    [(ignore, "the bot did not answer"), (defer_only, "the bot deferred it but did not answer")],
+)
+async def test_invoke_gives_up_on_a_bot_that_never_answers(
+    tmp_path: Path, handler: Handler, sentence: str
+) -> None:
+    async with serve(tmp_path) as sim, raw_bot(sim.state, handler) as bot:
         await bot.register(STARTNOTES)
         r = await cli("invoke", "startnotes", "--timeout", "1", "--state", str(sim.path))
-        assert r.rc == 1 and "did not answer /startnotes within 1 s" in r.err
+        assert r.rc == 1 and f"{sentence} /startnotes within 1 s" in r.err, r.err
         assert len(bot.interactions) == 1
+        r = await cli("messages", "--state", str(sim.path))
+        if handler is defer_only:
+            assert "#general  notetaker-bot (/startnotes): (thinking…" in r.out
+        else:
+            assert r.out.strip() == "no messages"
 
 
 async def join_voice(bot: RawBot, ca_file: str) -> VoiceClient:
