@@ -33,7 +33,8 @@ from discordsim.world import World
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="discordsim",
-        description=__doc__.split("\n\n")[0],
+        description="Discord in a box on loopback: run it (serve), and drive it from another "
+        "terminal (invoke, messages, say, join, leave, state).",
         epilog="`discordsim COMMAND --help` tells more of each command.",
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")

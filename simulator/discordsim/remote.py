@@ -20,6 +20,7 @@ import asyncio
 import json
 import os
 import sys
+import textwrap
 import time
 from pathlib import Path
 from types import TracebackType
@@ -233,6 +234,11 @@ class Remote:
 # --- the subcommands -----------------------------------------------------------------
 
 
+def _para(text: str) -> str:
+    """A description wrapped by hand: the parsers with examples keep their text raw."""
+    return textwrap.fill(text, 78)
+
+
 def add_parsers(sub: Any) -> None:
     """Add the subcommands to ``discordsim``'s argument parser."""
     state = argparse.ArgumentParser(add_help=False)
@@ -251,9 +257,11 @@ def add_parsers(sub: Any) -> None:
         parents=[state],
         formatter_class=fmt,
         help="run a slash command as a member and print the bot's responses",
-        description="Run a slash command the bot registered, as a member typing it in a "
-        "text channel, and print every response the bot gives it (the deferral, the reply, "
-        "followups) until it has answered.",
+        description=_para(
+            "Run a slash command the bot registered, as a member typing it in a "
+            "text channel, and print every response the bot gives it (the deferral, the reply, "
+            "followups) until it has answered."
+        ),
         epilog="examples:\n"
         "  discordsim invoke startnotes\n"
         "  discordsim invoke startnotes --option captions=true --option language=de\n"
@@ -302,8 +310,10 @@ def add_parsers(sub: Any) -> None:
         "messages",
         parents=[state],
         help="print what was posted (attachments by name)",
-        description="Print every message the bot posted (channel messages, interaction "
-        "replies and followups, thread messages), oldest first, with attachment names.",
+        description=_para(
+            "Print every message the bot posted (channel messages, interaction "
+            "replies and followups, thread messages), oldest first, with attachment names."
+        ),
     )
     p.add_argument("--channel", metavar="NAME", help="only this channel (and its threads)")
     p.add_argument("--json", action="store_true", help="print a JSON list")
@@ -313,9 +323,11 @@ def add_parsers(sub: Any) -> None:
         parents=[state],
         formatter_class=fmt,
         help="make a member speak an audio file in the voice channel",
-        description="Make a member speak an audio file (WAV, FLAC, Ogg, MP3...) in the voice "
-        "channel. A member not in the call joins it first; one already speaking finishes "
-        "first. Speech starts once the bot is in the voice channel.",
+        description=_para(
+            "Make a member speak an audio file (WAV, FLAC, Ogg, MP3...) in the voice "
+            "channel. A member not in the call joins it first; one already speaking finishes "
+            "first. Speech starts once the bot is in the voice channel."
+        ),
         epilog="exit status: 0 said, 1 refused, not said in time or the member left, 2 usage",
     )
     p.add_argument("user", help="the member (created if the guild has none by that name)")
@@ -332,8 +344,10 @@ def add_parsers(sub: Any) -> None:
         "join",
         parents=[state],
         help="put a member in the voice channel, silent",
-        description="Put a member in the voice channel without speaking (as the organiser "
-        "sits there from the start).",
+        description=_para(
+            "Put a member in the voice channel without speaking (as the organiser "
+            "sits there from the start)."
+        ),
     )
     p.add_argument("user", help="the member")
 
@@ -341,8 +355,10 @@ def add_parsers(sub: Any) -> None:
         "leave",
         parents=[state],
         help="take a member out of voice",
-        description="Take a member out of voice: what they were saying stops, what they had "
-        "still to say is dropped.",
+        description=_para(
+            "Take a member out of voice: what they were saying stops, what they had "
+            "still to say is dropped."
+        ),
     )
     p.add_argument("user", help="the member")
 
@@ -351,8 +367,10 @@ def add_parsers(sub: Any) -> None:
         parents=[state],
         formatter_class=fmt,
         help="print the running simulator's state file (or one value of it)",
-        description="Print the state file, the token and the control secret hidden; with "
-        "KEY, print that one value as it is (dotted for nested ones).",
+        description=_para(
+            "Print the state file, the token and the control secret hidden; with "
+            "KEY, print that one value as it is (dotted for nested ones)."
+        ),
         epilog="example:\n  export NOTETAKER_TOKEN=$(python -m discordsim state token)",
     )
     p.add_argument("key", nargs="?", help="e.g. token, api_base, gateway_url, ca_file, guild_id")
