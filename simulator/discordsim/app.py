@@ -64,6 +64,7 @@ class Simulator:
         heartbeat_interval_ms: int = 41250,
         lifetime: float | None = 600.0,
         rate_limits: bool = True,
+        privileged_intents: frozenset[str] = frozenset(),
     ) -> None:
         if not ipaddress.ip_address(host).is_loopback:
             raise ValueError(f"the simulator only listens on loopback, not {host}")
@@ -86,6 +87,7 @@ class Simulator:
             token=self.token,
             url=lambda: self.gateway_url,
             heartbeat_interval_ms=heartbeat_interval_ms,
+            privileged_intents=privileged_intents,
         )
         self.rest = Rest(self)
         self._mounts: list[tuple[str, web.Application]] = []
