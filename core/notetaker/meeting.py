@@ -281,6 +281,7 @@ class RecordedMeeting:
         display_name: Callable[[int], str | None] | None = None,
         opted_out: Sequence[str] = (),
         channel_name: str | None = None,
+        text_channel_id: int | None = None,
     ) -> None:
         self.settings = settings
         self.started_by = started_by
@@ -293,6 +294,7 @@ class RecordedMeeting:
             started_by=started_by.id,
             started_at=self.started_at,
             channel_name=channel_name,
+            text_channel_id=text_channel_id,
         )
         self.recorder = Recorder(
             DataLayout(settings.data_dir),
@@ -409,18 +411,17 @@ class RecordedMeeting:
 
     async def finish(self, progress: Callable[[str], Coroutine[Any, Any, None]]) -> NotesResult:
         """End the last utterances, wait for those still being transcribed, write the notes."""
-        self.cutter.close()
-        await close_recorder(self.recorder)
-        self._tell_failures()
-        self._ticker.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await self._ticker
-        self.index.set_status(self.meeting_id, "transcribing", at=time.time())
-
         async def report(backlog: Backlog) -> None:
             await progress(f"Finishing the transcript: {speech_left(backlog)} of speech left…")
 
+        self.cutter.close()
         try:
+            await close_recorder(self.recorder)
+            self._tell_failures()
+            self._ticker.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._ticker
+            self.index.set_status(self.meeting_id, "transcribing", at=time.time())
             await self.queue.drain(self.meeting_id, report, every_s=BACKLOG_REPORT_S)
             self.queue.close_meeting(self.meeting_id)
             self._captions = None
@@ -432,7 +433,16 @@ class RecordedMeeting:
                 opted_out=sorted(set(self._opted_out)),
                 holes=untranscribed(self.transcript.progress.failed),
             )
+        except asyncio.CancelledError:
+            # Shutdown's grace ran out: the tracks are closed and what was transcribed is
+            # in the index; the history says why the notes are not there yet.
+            self._ticker.cancel()
+            self.index.set_status(
+                self.meeting_id, "transcribing", at=time.time(), detail="interrupted by shutdown"
+            )
+            raise
         finally:
+            self.queue.close_meeting(self.meeting_id)
             self.index.close()
 
 
@@ -479,6 +489,7 @@ class MeetingRecorderFactory:
             display_name=(lambda uid: lookup(guild_id, uid)) if lookup else None,
             opted_out=opted_out,
             channel_name=self.channel_name(voice_channel_id) if self.channel_name else None,
+            text_channel_id=text_channel_id,
         )
 
     def close(self) -> None:

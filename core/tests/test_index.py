@@ -267,3 +267,18 @@ def test_a_tampered_stored_path_is_refused(tmp_path: Path) -> None:
     db.close()
     with pytest.raises(RecordingError, match="outside the data directory"):
         index.get_meeting(mid)
+
+
+def test_a_meeting_keeps_its_text_channel_and_a_heartbeat_that_only_moves_forward(
+    tmp_path: Path,
+) -> None:
+    index = MeetingIndex.open(tmp_path)
+    mid = index.create_meeting(
+        guild_id=1, channel_id=2, started_by=3, started_at=1000.0, text_channel_id=4
+    )
+    meeting = index.get_meeting(mid)
+    assert (meeting.text_channel_id, meeting.alive_at) == (4, 1000.0)
+    index.set_alive(mid, 1010.0)
+    index.set_alive(mid, 1005.0)  # a late heartbeat from a slower writer never goes back
+    assert index.get_meeting(mid).alive_at == 1010.0
+    assert index.list_meetings("recording")[0].alive_at == 1010.0

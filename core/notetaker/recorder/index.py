@@ -112,11 +112,18 @@ MIGRATIONS: Final[tuple[str, ...]] = (
     ALTER TABLE meetings ADD COLUMN transcript_run INTEGER NOT NULL DEFAULT 1;
     ALTER TABLE speakers ADD COLUMN language TEXT
     """,
+    # 3: restart recovery. Where the meeting's notes go (so a restarted bot can post
+    # them) and when the recording was last known alive (a heartbeat every few
+    # seconds), which is where a meeting whose process died was cut short.
+    """
+    ALTER TABLE meetings ADD COLUMN text_channel_id INTEGER;
+    ALTER TABLE meetings ADD COLUMN alive_at REAL
+    """,
 )
 
 _MEETING_COLUMNS: Final = (
     "id, guild_id, channel_id, channel_name, started_by, started_at, stopped_at, status,"
-    " status_detail, transcript_run"
+    " status_detail, transcript_run, text_channel_id, alive_at"
 )
 
 
@@ -154,6 +161,8 @@ class Meeting:
     status: str
     status_detail: str
     transcript_run: int = 1  #: the run of segments the notes use
+    text_channel_id: int | None = None  #: where the notes are posted
+    alive_at: float | None = None  #: time.time() of the recording's last heartbeat
     speakers: list[Speaker] = field(default_factory=list)
     tracks: list[TrackRow] = field(default_factory=list)
     events: list[TimelineEvent] = field(default_factory=list)
@@ -278,10 +287,12 @@ class MeetingIndex:
         started_by: int,
         started_at: float,
         channel_name: str | None = None,
+        text_channel_id: int | None = None,
     ) -> int:
         """A new meeting in status ``recording``; returns its id.
 
         ``channel_name`` is kept for display only; no path is ever built from it.
+        ``text_channel_id`` is where its notes go (a restarted bot posts them there).
         """
         values = (
             checked_id(guild_id, "guild id"),
@@ -289,11 +300,13 @@ class MeetingIndex:
             channel_name,
             checked_id(started_by, "user id"),
             float(started_at),
+            None if text_channel_id is None else checked_id(text_channel_id, "channel id"),
+            float(started_at),
         )
         with self._tx() as db:
             cur = db.execute(
                 "INSERT INTO meetings (guild_id, channel_id, channel_name, started_by,"
-                " started_at) VALUES (?, ?, ?, ?, ?)",
+                " started_at, text_channel_id, alive_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
                 values,
             )
             meeting_id = int(cur.lastrowid or 0)
@@ -400,6 +413,15 @@ class MeetingIndex:
                 (mid, status, at, detail),
             )
 
+    def set_alive(self, meeting_id: int, at: float) -> None:
+        """The recording of ``meeting_id`` was alive at ``at`` (time.time()): the
+        heartbeat that tells a restarted bot where a meeting was cut short."""
+        with self._tx() as db:
+            db.execute(
+                "UPDATE meetings SET alive_at = max(coalesce(alive_at, 0), ?) WHERE id = ?",
+                (float(at), checked_id(meeting_id, "meeting id")),
+            )
+
     def set_speaker_language(self, meeting_id: int, user_id: int, language: str) -> None:
         """The language a speaker is transcribed in (given, or detected and kept)."""
         with self._tx() as db:
@@ -493,8 +515,9 @@ class MeetingIndex:
         with self._lock:
             rows = self._db.execute(
                 f"SELECT {_MEETING_COLUMNS} FROM meetings"  # noqa: S608 - a constant
-                " WHERE (?1 IS NULL OR status = ?1) ORDER BY started_at DESC, id DESC LIMIT ?2",
-                (status, -1 if limit is None else int(limit)),
+                " WHERE (:status IS NULL OR status = :status)"
+                " ORDER BY started_at DESC, id DESC LIMIT :limit",
+                {"status": status, "limit": -1 if limit is None else int(limit)},
             ).fetchall()
         return [Meeting(*row) for row in rows]
 
