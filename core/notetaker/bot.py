@@ -25,6 +25,7 @@ from notetaker.errors import NotetakerError, PermissionDenied, VoiceStopped
 from notetaker.live.captions import CaptionLine, CaptionPoster, stop_captions
 from notetaker.live.language import parse_language
 from notetaker.live.queue import Backlog
+from notetaker.recovery import Decision, Interrupted, RecoveryPolicy, decide
 from notetaker.session import Reconnected, Resumed, StateChanged, Stopped, VoiceSession, VoiceState
 from notetaker.sink import AudioSink
 
@@ -119,6 +120,11 @@ class Platform(ABC):
         """A channel's name, for display only (never for paths); None if unknown."""
         return None
 
+    def voice_members(self, guild_id: int, channel_id: int) -> list[int] | None:
+        """Who (other than the bot) is in a voice channel now, from the library's cache;
+        None if the channel cannot be seen."""
+        return None
+
 
 @dataclass(frozen=True)
 class NotesResult:
@@ -152,6 +158,10 @@ class ActiveMeeting(Protocol):
     def backlog(self) -> Backlog:
         """Speech not transcribed yet."""
 
+    def listen_failures(self, callback: Callable[[str], None] | None) -> None:
+        """Hand ``callback`` a sentence for the channel when a speaker's track stops (a
+        full disk), on the event loop."""
+
     async def finish(self, progress: Callable[[str], Coroutine[Any, Any, None]]) -> NotesResult:
         """Stop capture, finish the transcript, write the notes. ``progress`` gets short
         updates."""
@@ -169,6 +179,23 @@ class MeetingFactory(Protocol):
         language: str | None = None,
     ) -> ActiveMeeting: ...
 
+    def interrupted(self) -> list[Interrupted]:
+        """Meetings the last process left unfinished (see :mod:`notetaker.recovery`)."""
+        ...
+
+    async def resume(self, meeting: Interrupted, *, opted_out: Sequence[str]) -> ActiveMeeting:
+        """Continue ``meeting``: same id, same tracks, same clock; the outage is marked."""
+        ...
+
+    async def finish_interrupted(
+        self,
+        meeting: Interrupted,
+        why: str,
+        progress: Callable[[str], Coroutine[Any, Any, None]],
+    ) -> NotesResult:
+        """Write the notes of what ``meeting`` recorded before it was interrupted."""
+        ...
+
 
 @dataclass
 class GuildState:
@@ -180,6 +207,7 @@ class GuildState:
     renamed: bool = False
     captions: CaptionPoster | None = None
     captions_task: asyncio.Task[None] | None = None
+    notices: set[asyncio.Task[None]] = field(default_factory=set)
 
 
 class NotetakerBot:
@@ -348,8 +376,7 @@ class NotetakerBot:
             opted_out=[self.platform.display_name(ctx.guild_id, u) for u in sorted(state.excluded)],
             language=language,
         )
-        state.meeting = meeting
-        session.set_sink(OptOutFilter(meeting.sink, state.excluded))
+        self._attach(ctx.guild_id, ctx.channel_id, state, session, meeting)
         prefix = self.settings.recording_nickname_prefix
         if prefix:
             state.renamed = await self.platform.set_nickname(ctx.guild_id, prefix + self.bot_name)
@@ -360,6 +387,33 @@ class NotetakerBot:
         await ctx.followup(
             f"Recording in <#{session.channel_id}> (meeting {meeting.meeting_id}{extra})."
         )
+
+    def _attach(
+        self,
+        guild_id: int,
+        channel_id: int,
+        state: GuildState,
+        session: VoiceSession,
+        meeting: ActiveMeeting,
+    ) -> None:
+        """Make ``meeting`` the guild's: its audio from ``session``, its failures told in
+        ``channel_id``."""
+        state.meeting = meeting
+        session.set_sink(OptOutFilter(meeting.sink, state.excluded))
+
+        def tell(text: str) -> None:
+            # Called on the loop by the meeting; the post must not hold the recording up.
+            task = asyncio.create_task(self._tell(guild_id, channel_id, text))
+            state.notices.add(task)
+            task.add_done_callback(state.notices.discard)
+
+        meeting.listen_failures(tell)
+
+    async def _tell(self, guild_id: int, channel_id: int, text: str) -> None:
+        try:
+            await self.platform.send_message(channel_id, text)
+        except NotetakerError as exc:
+            log.warning("could not tell guild %s: %s (%s)", guild_id, text, exc)
 
     async def _start_captions(
         self, channel_id: int, announced: int | None, state: GuildState, meeting: ActiveMeeting
@@ -488,6 +542,141 @@ class NotetakerBot:
             if task not in late and not task.cancelled() and task.exception() is not None:
                 log.error("notes at shutdown failed: %s", task.exception())
         return sorted(unfinished)
+
+    # -- restart recovery ----------------------------------------------------------------
+
+    async def recover(self, *, now: Callable[[], float] = time.time) -> list[Decision]:
+        """Once the library is ready after a start: resume or finish every meeting the
+        last process left unfinished (see :mod:`notetaker.recovery`). Returns what was
+        decided, in the order of :meth:`MeetingFactory.interrupted`. A meeting that cannot
+        be resumed (rejoining fails) is finished instead; nothing here raises."""
+        policy = RecoveryPolicy(self.settings.resume_within_s)
+        try:
+            interrupted = self.meetings.interrupted()
+        except NotetakerError as exc:
+            log.error("cannot look for interrupted meetings: %s", exc)
+            return []
+        decisions: list[Decision] = []
+        finishing: list[tuple[Interrupted, str]] = []
+        for meeting in interrupted:
+            members = self.platform.voice_members(meeting.guild_id, meeting.voice_channel_id)
+            decision = decide(
+                meeting,
+                now=now(),
+                members=None if members is None else len(members),
+                policy=policy,
+            )
+            log.info(
+                "meeting %s was interrupted: %s (%s)",
+                meeting.meeting_id,
+                decision.action,
+                decision.why,
+            )
+            if decision.action == "resume":
+                try:
+                    await self._resume(meeting)
+                except Exception as exc:
+                    why = str(exc) if isinstance(exc, NotetakerError) else type(exc).__name__
+                    if not isinstance(exc, NotetakerError):
+                        log.exception("resuming meeting %s failed", meeting.meeting_id)
+                    decision = Decision("finish", f"rejoining the voice channel failed: {why}")
+            decisions.append(decision)
+            if decision.action == "finish":
+                finishing.append((meeting, decision.why))
+        # Resumed meetings record again first; finishing may transcribe for a while.
+        for meeting, why in finishing:
+            await self._finish_interrupted(meeting, why)
+        return decisions
+
+    async def _resume(self, interrupted: Interrupted) -> None:
+        guild_id = interrupted.guild_id
+        state = self.guilds.setdefault(guild_id, GuildState())
+        if state.meeting is not None:
+            raise NotetakerError("another meeting is already being recorded there")
+        if state.session is None or state.session.state in (
+            VoiceState.STOPPED,
+            VoiceState.DISCONNECTED,
+        ):
+            state.session = self.platform.open_voice(guild_id)
+        session = state.session
+        try:
+            await session.connect(interrupted.voice_channel_id)
+        except VoiceStopped as exc:
+            state.session = None
+            raise NotetakerError(exc.reason) from exc
+        channel = interrupted.text_channel_id
+        state.text_channel_id = channel
+        if state.watcher is None or state.watcher.done():
+            state.watcher = asyncio.create_task(self._watch(guild_id, session))
+        state.excluded = self.consent.opted_out(guild_id)
+        try:
+            meeting = await self.meetings.resume(
+                interrupted,
+                opted_out=[self.platform.display_name(guild_id, u) for u in sorted(state.excluded)],
+            )
+        except BaseException:
+            state.session = None
+            await session.disconnect(force=True)
+            raise
+        if channel is not None:
+            self._attach(guild_id, channel, state, session, meeting)
+        else:
+            state.meeting = meeting
+            session.set_sink(OptOutFilter(meeting.sink, state.excluded))
+        prefix = self.settings.recording_nickname_prefix
+        if prefix:
+            state.renamed = await self.platform.set_nickname(guild_id, prefix + self.bot_name)
+        if channel is not None:
+            await self._tell(
+                guild_id,
+                channel,
+                f"The bot restarted: recording of meeting {interrupted.meeting_id} goes on in "
+                f"<#{interrupted.voice_channel_id}>. The time it was away is marked in the "
+                "notes as missing (bot restarted).",
+            )
+
+    async def _finish_interrupted(self, interrupted: Interrupted, why: str) -> None:
+        meeting_id, channel = interrupted.meeting_id, interrupted.text_channel_id
+
+        async def progress(text: str) -> None:
+            if channel is not None:
+                await self._tell(interrupted.guild_id, channel, text)
+
+        if interrupted.status == "recording":
+            await progress(
+                f"The bot restarted, and meeting {meeting_id} does not go on: {why}. The "
+                "notes of what was recorded follow."
+            )
+        else:
+            await progress(f"The bot restarted: finishing the notes of meeting {meeting_id}.")
+        try:
+            result = await self.meetings.finish_interrupted(interrupted, why, progress)
+        except Exception as exc:
+            if isinstance(exc, NotetakerError):
+                log.error("notes for interrupted meeting %s failed: %s", meeting_id, exc)
+                reason = str(exc)
+            else:
+                ref = secrets.token_hex(4)
+                log.exception("notes for interrupted meeting %s failed (ref %s)", meeting_id, ref)
+                reason = f"something went wrong on my side (ref {ref}; the bot's log has it)"
+            await progress(
+                f"I could not produce the notes for meeting {meeting_id} after the bot "
+                f"restarted: {reason}. The recording is kept; `notetaker transcribe "
+                f"{meeting_id}` retries once the cause is fixed."
+            )
+            return
+        if channel is None:
+            log.warning(
+                "notes of interrupted meeting %s are written, but no channel is known to "
+                "post them in",
+                meeting_id,
+            )
+            return
+        text = result.markdown if len(result.markdown) <= MESSAGE_LIMIT else result.summary
+        try:
+            await self.platform.send_message(channel, text[:MESSAGE_LIMIT], result.files)
+        except NotetakerError as exc:
+            log.error("could not post the notes of meeting %s: %s", meeting_id, exc)
 
     async def _stop_captions(self, state: GuildState) -> None:
         """Post the last captions (within :data:`CAPTIONS_DRAIN_S`), then stop."""

@@ -364,6 +364,17 @@ class LibraryPlatform(Platform):
         name = getattr(channel, "name", None)
         return str(name) if name else None
 
+    def voice_members(self, guild_id: int, channel_id: int) -> list[int] | None:
+        # Every library keeps the guild's voice states (from GUILD_CREATE and
+        # VOICE_STATE_UPDATE, no privileged intent needed) and answers a voice channel's
+        # ``voice_states`` from them: user id -> state.
+        channel = self.client.get_channel(channel_id)
+        states = getattr(channel, "voice_states", None)
+        if channel is None or states is None:
+            return None
+        me = getattr(self.client.user, "id", None)
+        return sorted(int(uid) for uid in states if uid != me)
+
     def display_name(self, guild_id: int, user_id: int) -> str:
         guild = self.client.get_guild(guild_id)
         member = guild.get_member(user_id) if guild is not None else None

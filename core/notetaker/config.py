@@ -132,6 +132,10 @@ class Settings(BaseSettings):
     #: On SIGTERM/SIGINT, how long meetings get to post their notes before the bot exits
     #: (a meeting not finished by then is finished at the next start).
     shutdown_grace_s: float = Field(default=20.0, ge=0, le=600)
+    #: A meeting the last process left recording is rejoined and continued at start if
+    #: it was interrupted less than this many seconds ago and people are still in the
+    #: voice channel; otherwise its notes are posted, marked where it was cut short.
+    resume_within_s: float = Field(default=600.0, ge=0)
     #: ``DEBUG``, ``INFO``, ``WARNING``...
     log_level: str = "INFO"
     #: ``text`` (key=value) or ``json`` (one object per line).

@@ -21,11 +21,12 @@ from __future__ import annotations
 import asyncio
 from collections import deque
 from collections.abc import Callable, Collection
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from notetaker.clock import Clock, FakeClock
 from notetaker.errors import VoiceClosed, VoiceTimeout
+from notetaker.recovery import Interrupted
 from notetaker.session import Closed, LinkInfo, ServerUpdate, VoiceEvent, VoiceLink, VoiceState
 from notetaker.sink import AudioFrame, AudioSink, CaptureSink
 from notetaker.supervisor import Supervisor
@@ -316,6 +317,8 @@ class CaptureMeeting:
         self.finished = False
         self.language = language  #: as /startnotes asked (None: auto)
         self.captions: Any = None  #: what the bot passed to :meth:`listen_captions`
+        self.failures: Any = None  #: what the bot passed to :meth:`listen_failures`
+        self.resumed = False  #: made by :meth:`CaptureMeetings.resume`
         #: :meth:`finish` raises this (a broken disk, a bug) instead of returning notes
         self.fail_finish: BaseException | None = None
         #: :meth:`finish` waits for this first (a transcription that takes its time)
@@ -334,6 +337,9 @@ class CaptureMeeting:
 
     def listen_captions(self, callback: Any) -> None:
         self.captions = callback
+
+    def listen_failures(self, callback: Any) -> None:
+        self.failures = callback
 
     def backlog(self) -> Any:
         from notetaker.live.queue import Backlog
@@ -368,6 +374,32 @@ class CaptureMeetings:
     #: given to every meeting made (see :class:`CaptureMeeting`)
     fail_finish: BaseException | None = None
     hold_finish: asyncio.Event | None = None
+    #: what :meth:`interrupted` answers (meetings a previous process left unfinished)
+    left_over: list[Interrupted] = field(default_factory=list)
+    #: (meeting id, why) of each :meth:`finish_interrupted` call
+    finished_interrupted: list[tuple[int, str]] = field(default_factory=list)
+
+    def interrupted(self) -> list[Interrupted]:
+        return list(self.left_over)
+
+    async def resume(self, meeting: Interrupted, *, opted_out: Collection[str]) -> CaptureMeeting:
+        from notetaker.commands import Member
+
+        if self.made is None:
+            self.made = []
+        resumed = CaptureMeeting(
+            meeting.meeting_id, Member(meeting.started_by, str(meeting.started_by)), opted_out
+        )
+        resumed.resumed = True
+        self.made.append(resumed)
+        return resumed
+
+    async def finish_interrupted(self, meeting: Interrupted, why: str, progress: Any) -> Any:
+        from notetaker.bot import NotesResult
+
+        self.finished_interrupted.append((meeting.meeting_id, why))
+        text = f"notes of interrupted meeting {meeting.meeting_id}: {why}"
+        return NotesResult(markdown=text, summary=text, files=())
 
     def __call__(
         self,

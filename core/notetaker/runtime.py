@@ -10,6 +10,7 @@ the engine attached via the library's ``VoiceProtocol`` — comes from core, so 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import inspect
 import logging
 import ssl
@@ -109,6 +110,7 @@ class LibraryBackend(ABC):
     ) -> None:
         self.settings = settings
         self.voice_ssl = voice_ssl
+        self._recovery: asyncio.Task[None] | None = None
         self.kit = self.library_kit()
         self.client = self.create_client()
         if settings.discord_api_base or settings.discord_gateway_url:
@@ -264,6 +266,8 @@ class LibraryBackend(ABC):
         Raises :class:`StartupError` when Discord refuses the token or an intent.
         """
         where = self.settings.discord_api_base or "Discord's API"
+        if self._recovery is None:
+            self._recovery = asyncio.create_task(self._recover_when_ready())
         await login_with_retry(
             lambda: self.client.login(token),
             self.translate_error,
@@ -281,11 +285,24 @@ class LibraryBackend(ABC):
     async def wait_until_ready(self) -> None:
         await self.client.wait_until_ready()
 
+    async def _recover_when_ready(self) -> None:
+        """Meetings the last process left unfinished, once the guilds (and who is in
+        their voice channels) are known: the first ready after start."""
+        await self.client.wait_until_ready()
+        try:
+            await self.bot.recover()
+        except Exception:  # recovery is best effort; the bot serves commands either way
+            log.exception("restart recovery failed")
+
     async def shutdown(self, grace_s: float) -> list[int]:
         """Graceful stop: see :meth:`NotetakerBot.shutdown`; then :meth:`close`."""
         return await self.bot.shutdown(grace_s)
 
     async def close(self) -> None:
+        if self._recovery is not None and not self._recovery.done():
+            self._recovery.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self._recovery
         for state in self.bot.guilds.values():
             if state.session is not None:
                 try:

@@ -260,3 +260,66 @@ async def test_the_librarys_login_errors_are_translated_in_one_place(tmp_path: P
     assert isinstance(backend.translate_error(kit.intents_required(None)), IntentsRefused)
     assert isinstance(backend.translate_error(ConnectionRefusedError(111, "x")), DiscordUnreachable)
     assert backend.translate_error(ValueError("a bug")) is None
+
+
+# -- restart recovery ---------------------------------------------------------------------
+
+
+def _interrupted(r: Any, meeting_id: int, down_s: float) -> Any:
+    import time
+
+    from notetaker.recovery import Interrupted
+
+    world = r.sim.world
+    now = time.time()
+    return Interrupted(
+        meeting_id=meeting_id,
+        guild_id=world.guild_id,
+        voice_channel_id=world.voice_channel.id,
+        text_channel_id=world.text_channel.id,
+        started_by=r.organiser.id,
+        status="recording",
+        started_at=now - 60 - down_s,
+        alive_at=now - down_s,
+    )
+
+
+async def test_the_library_tells_who_is_in_a_voice_channel(running: Any) -> None:
+    r = running
+    world = r.sim.world
+    members = r.bot.platform.voice_members(world.guild_id, world.voice_channel.id)
+    assert members is not None and r.organiser.id in members
+    assert r.outsider.id not in members
+    inv = await r.sim.invoke("joinvoice", user=r.organiser)
+    await inv.wait(lambda resp: "Joined" in _text(resp), timeout=WAIT)
+    members = r.bot.platform.voice_members(world.guild_id, world.voice_channel.id)
+    assert members is not None and world.bot.id not in members
+    assert r.bot.platform.voice_members(world.guild_id, world.text_channel.id + 999) is None
+
+
+async def test_a_meeting_left_recording_is_rejoined_and_records_again(running: Any) -> None:
+    r = running
+    r.meetings.left_over = [_interrupted(r, 41, down_s=20)]
+    (decision,) = await r.bot.recover()
+    assert decision.action == "resume", decision
+    told = await _message(r, "goes on")
+    assert "meeting 41" in told["content"]
+    meeting = r.meetings.made[-1]
+    assert meeting.resumed and meeting.meeting_id == 41
+    assert r.guild_state().meeting is meeting
+    await meeting.wait_for_speakers([u.id for u in r.speakers])
+    # It is an ordinary meeting from here: /stopnotes ends it.
+    inv = await r.sim.invoke("stopnotes", user=r.organiser)
+    await inv.wait(lambda resp: "Stopped recording meeting 41" in _text(resp), timeout=WAIT)
+    await _message(r, "captured meeting 41")
+
+
+async def test_a_meeting_interrupted_too_long_ago_is_finished_not_rejoined(running: Any) -> None:
+    r = running
+    r.meetings.left_over = [_interrupted(r, 42, down_s=3600)]
+    (decision,) = await r.bot.recover()
+    assert decision.action == "finish" and "longer than resume_within_s" in decision.why
+    await _message(r, "meeting 42 does not go on")
+    await _message(r, "notes of interrupted meeting 42")
+    state = r.guild_state()
+    assert state is None or state.session is None

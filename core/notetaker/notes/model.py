@@ -21,7 +21,8 @@ class MissingSpan:
     """Audio of ``user_id`` missing from ``start`` to ``end`` (meeting seconds).
 
     ``reason``: ``loss`` (packets never arrived), ``decrypt`` (frames failed to decrypt),
-    ``reconnect`` (the voice connection was down).
+    ``reconnect`` (the voice connection was down), ``restart`` (the bot's process was
+    down: it restarted and rejoined).
     """
 
     user_id: int
@@ -68,6 +69,8 @@ class Notes:
     opted_out: tuple[str, ...] = ()
     missing: tuple[MissingSpan, ...] = ()
     meta: dict[str, str] = field(default_factory=dict)
+    #: Sentences about the meeting as a whole, shown first (a recording cut short).
+    notices: tuple[str, ...] = ()
 
     def name_of(self, user_id: int) -> str:
         for p in self.participants:
@@ -104,6 +107,7 @@ def build_notes(
     opted_out: Sequence[str] = (),
     summary_lines: int = 5,
     meta: dict[str, str] | None = None,
+    notices: Sequence[str] = (),
 ) -> Notes:
     """Merge segments of every speaker by time and place missing audio inline."""
     spans = merge_spans(missing)
@@ -137,4 +141,5 @@ def build_notes(
         opted_out=tuple(opted_out),
         missing=tuple(spans),
         meta=dict(meta or {}),
+        notices=tuple(notices),
     )

@@ -12,6 +12,7 @@ REASONS = {
     "loss": "packet loss",
     "decrypt": "decrypt failures",
     "reconnect": "reconnect",
+    "restart": "bot restarted",
     "transcription": "the engine failed; `notetaker transcribe` retries",
 }
 #: Holes in the transcript whose audio is there: only its text is missing.
@@ -49,6 +50,8 @@ def render_markdown(notes: Notes) -> str:
     out.append(
         f"**Date:** {notes.started_at:%Y-%m-%d %H:%M} UTC · **Duration:** {clock(notes.duration)}"
     )
+    for notice in notes.notices:
+        out += ["", f"> **Note:** {notice}"]
     out += ["", "## Participants", ""]
     for p in notes.participants:
         out.append(f"- {p.name} — talk time {clock(p.talk_time)}")
@@ -133,6 +136,7 @@ def render_json(notes: Notes) -> str:
 
     data = {
         "title": notes.title,
+        "notices": list(notes.notices),
         "started_at": notes.started_at.isoformat(),
         "duration": round(notes.duration, 3),
         "participants": [
