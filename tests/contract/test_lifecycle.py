@@ -323,3 +323,16 @@ async def test_a_meeting_interrupted_too_long_ago_is_finished_not_rejoined(runni
     await _message(r, "notes of interrupted meeting 42")
     state = r.guild_state()
     assert state is None or state.session is None
+
+
+async def test_a_track_that_stops_is_told_in_the_channel_and_recording_goes_on(
+    running: Any,
+) -> None:
+    r = running
+    meeting = await _start_notes(r)
+    # What the real meeting hands over when a speaker's track stops (a full disk).
+    meeting.failures("Recording of bob stopped at [00:03]: the disk is full.")
+    told = await _message(r, "Recording of bob stopped")
+    assert told["channel_id"] == r.sim.world.text_channel.id
+    assert r.guild_state().meeting is meeting
+    await meeting.wait_for_speakers([u.id for u in r.speakers])
