@@ -30,9 +30,12 @@ from __future__ import annotations
 import os
 import struct
 import zlib
-from typing import BinaryIO, Final
+from typing import TYPE_CHECKING, BinaryIO, Final
 
 from notetaker.errors import RecordingError
+
+if TYPE_CHECKING:
+    from notetaker.recorder.ogg_tail import StreamEnd
 
 #: The generator polynomial of the Ogg CRC (RFC 3533): CRC-32, MSB first, init 0, no xorout.
 OGG_CRC_POLY: Final = 0x04C11DB7
@@ -159,6 +162,7 @@ class OggOpusWriter:
     start) at the *end* of that packet. A page is written when it reaches
     ``max_packets`` packets, 255 lacing values, or ``page_samples`` samples; call
     :meth:`flush` to write the partial page now and :meth:`close` to end the stream.
+    :meth:`resume` continues a stream an earlier process left without its end.
     """
 
     def __init__(
@@ -173,6 +177,43 @@ class OggOpusWriter:
         max_packets: int = 50,
         page_samples: int = 48_000,
         fsync: bool = False,
+    ) -> None:
+        self._setup(file, serial, max_packets, page_samples, fsync)
+        head = build_page(
+            [opus_head(channels=channels, pre_skip=pre_skip)], **self._next(0, FLAG_BOS)
+        )
+        tags = build_page([opus_tags(vendor, comments or [])], **self._next(0, 0))
+        self._write(head + tags)
+
+    @classmethod
+    def resume(
+        cls,
+        file: BinaryIO,
+        end: StreamEnd,
+        *,
+        max_packets: int = 50,
+        page_samples: int = 48_000,
+        fsync: bool = False,
+    ) -> OggOpusWriter:
+        """A writer that continues the stream ``end`` describes (a restarted bot): no
+        header pages, the next page sequence number, granules from ``end.granule``.
+
+        ``file`` must be positioned at ``end.length`` with nothing after it (see
+        :func:`~notetaker.recorder.ogg_tail.repair_file`). Raises
+        :class:`RecordingError` for a stream that already ended.
+        """
+        if end.eos:
+            raise RecordingError("the stream already ended (end-of-stream page)")
+        writer = cls.__new__(cls)
+        writer._setup(file, end.serial, max_packets, page_samples, fsync)
+        writer._sequence = end.next_sequence
+        writer._last_granule = end.granule
+        writer._built_granule = end.granule
+        writer.flushed_granule = end.granule
+        return writer
+
+    def _setup(
+        self, file: BinaryIO, serial: int, max_packets: int, page_samples: int, fsync: bool
     ) -> None:
         if not 1 <= max_packets <= MAX_SEGMENTS:
             raise RecordingError(f"max_packets must be 1..{MAX_SEGMENTS}, got {max_packets}")
@@ -193,11 +234,6 @@ class OggOpusWriter:
         self._built_granule = 0
         self.pages_written = 0
         self.closed = False
-        head = build_page(
-            [opus_head(channels=channels, pre_skip=pre_skip)], **self._next(0, FLAG_BOS)
-        )
-        tags = build_page([opus_tags(vendor, comments or [])], **self._next(0, 0))
-        self._write(head + tags)
 
     @property
     def pending(self) -> int:

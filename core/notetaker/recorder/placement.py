@@ -24,6 +24,8 @@ Placement, per packet (positions are 48 kHz samples since the meeting start):
   Re-anchoring happens at such a boundary only, so it never cuts into continuous speech.
 * Time between the end of the last packet and the next one's place is filled with whole
   20 ms frames of silence (the track writes Opus silence packets there).
+* A placer that continues a track an earlier process wrote (:meth:`Placer.continue_at`)
+  places its first packet by its arrival time too, as after a reconnect.
 * A packet placed before the end of the last one (after a re-anchor) is placed right
   after it; alignment recovers at the speaker's next pause. A packet whose RTP timestamp
   is up to ``max_late_s`` older than the last one's (or equal) is a duplicate or came too
@@ -96,6 +98,21 @@ class Placer:
         """Place the next packet by its arrival time (a reconnect: the RTP base may change)."""
         if self._reanchor is None:
             self._reanchor = reason
+
+    def continue_at(self, granule: int, reason: str) -> None:
+        """Continue after audio that ends at ``granule`` (a track an earlier process
+        wrote): the next packet is placed by its arrival time, with a ``reanchor`` event
+        saying ``reason``, and silence fills from ``granule`` up to it.
+
+        The speaker joined before, in the earlier process's timeline, so no ``join``
+        follows; :attr:`first_ms` becomes the continuation point, the earliest this
+        placer knows of them.
+        """
+        self.granule = granule
+        if self.first_ms is None:
+            self.first_ms = granule * 1000 // SAMPLE_RATE
+        self._ssrc = -1
+        self._reanchor = reason
 
     def place(self, rtp_timestamp: int, arrival: float, ssrc: int, samples: int) -> int:
         """Place a packet of ``samples`` samples: how many 20 ms silence frames go before

@@ -7,6 +7,9 @@ is :class:`~notetaker.recorder.placement.Placer`'s decision (its module says how
 track writes it there, after Opus silence packets (``F8 FF FE``, 20 ms each) for the time
 between. A granule jump would not do: decoders play the packets after a jump straight on
 (see :mod:`notetaker.recorder.ogg`), which would pull everything after a gap out of line.
+
+A restarted bot continues a track its killed process left (:meth:`Track.resume`): same
+file, same logical stream, and the time nobody recorded becomes the same silence.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ from typing import BinaryIO, Final
 
 from notetaker.errors import RecordingError
 from notetaker.recorder.ogg import OggOpusWriter, opus_packet_samples
+from notetaker.recorder.ogg_tail import repair_file
 from notetaker.recorder.placement import Placer
 from notetaker.recorder.timeline import TimelineEvent
 from notetaker.sink import OPUS_SILENCE, SAMPLE_RATE, SAMPLES_PER_FRAME
@@ -32,6 +36,11 @@ def open_new(path: Path) -> BinaryIO:
     """A new file for writing; "xb": a track is never silently overwritten (one meeting
     id, one set of files)."""
     return path.open("xb")
+
+
+def open_existing(path: Path) -> BinaryIO:
+    """An existing track to continue (``Track.resume``): read and written in place."""
+    return path.open("r+b")
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,6 +77,7 @@ class Track:
 
     ``events`` collects what the recorder should put on the timeline; the recorder takes
     them out after each call. ``opener`` makes the file (a seam for tests of write errors).
+    :meth:`resume` continues a track an earlier process wrote.
     """
 
     def __init__(
@@ -80,11 +90,7 @@ class Track:
         comments: list[str] | None = None,
         opener: Callable[[Path], BinaryIO] = open_new,
     ) -> None:
-        self.path = path
-        self.user_id = user_id
-        self.placer = Placer(
-            user_id, meeting_start, max_early_s=config.max_early_s, max_late_s=config.max_late_s
-        )
+        self._setup(path, user_id, meeting_start, config)
         file = opener(path)
         try:
             self._writer = OggOpusWriter(
@@ -103,10 +109,69 @@ class Track:
             with contextlib.suppress(OSError):
                 path.unlink()
             raise
+
+    @classmethod
+    def resume(
+        cls,
+        path: Path,
+        *,
+        user_id: int,
+        meeting_start: float,
+        config: RecorderConfig,
+        reason: str = "restart",
+        opener: Callable[[Path], BinaryIO] = open_existing,
+    ) -> Track:
+        """Continue the track an earlier process left at ``path`` (killed, so without its
+        end-of-stream page) on the same meeting clock: a torn last page is cut off, pages
+        follow in the same logical stream, and the next packet is placed by its arrival
+        time (a ``reanchor`` event saying ``reason``) after silence from where the file's
+        audio ends.
+
+        Raises :class:`RecordingError` when the file is not a stream that can be
+        continued (no whole Ogg Opus headers; ended with an end-of-stream page), and
+        ``OSError`` when it cannot be opened (missing). The file is changed only when it
+        can be continued.
+        """
+        track = cls.__new__(cls)
+        track._setup(path, user_id, meeting_start, config)
+        file = opener(path)
+        try:
+            # An ended stream is left as it is (repair_file does not cut it).
+            end = repair_file(file, str(path), fsync=config.fsync)
+            if end.eos:
+                raise RecordingError(
+                    f"cannot continue {path}: its stream already ended (it has its "
+                    "end-of-stream page: the track was closed)"
+                )
+            track._writer = OggOpusWriter.resume(
+                file,
+                end,
+                max_packets=config.max_packets_per_page,
+                page_samples=round(config.page_seconds * SAMPLE_RATE),
+                fsync=config.fsync,
+            )
+        except BaseException:
+            with contextlib.suppress(OSError):
+                file.close()
+            raise
+        track.torn_bytes = end.torn_bytes
+        track.placer.continue_at(end.granule, reason)
+        return track
+
+    def _setup(
+        self, path: Path, user_id: int, meeting_start: float, config: RecorderConfig
+    ) -> None:
+        self.path = path
+        self.user_id = user_id
+        self.placer = Placer(
+            user_id, meeting_start, max_early_s=config.max_early_s, max_late_s=config.max_late_s
+        )
         self.pending_since: float | None = None
         self.packets = 0
         self.invalid = 0
         self.lost = 0
+        #: bytes of a torn last page cut off when the track was continued (resume).
+        self.torn_bytes = 0
 
     @property
     def granule(self) -> int:
