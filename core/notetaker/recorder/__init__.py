@@ -1,6 +1,7 @@
 """The recorder: one Ogg Opus track per speaker, a meeting timeline and a session index.
 
 * :mod:`~notetaker.recorder.ogg`: Ogg pages, OpusHead/OpusTags, the page writer.
+* :mod:`~notetaker.recorder.ogg_tail`: where a track's stream ends on disk, to continue it.
 * :mod:`~notetaker.recorder.track`: one speaker's RTP clock onto the meeting clock.
 * :mod:`~notetaker.recorder.recorder`: :class:`Recorder`, the production audio sink.
 * :mod:`~notetaker.recorder.index`: :class:`MeetingIndex`, the SQLite session index.
@@ -18,6 +19,7 @@ from notetaker.recorder.export import ExportResult, export_meeting, mix_tracks
 from notetaker.recorder.failures import TrackFailure
 from notetaker.recorder.index import Meeting, MeetingIndex, Speaker, TrackRow
 from notetaker.recorder.index_writer import IndexWriter, WriterReport
+from notetaker.recorder.ogg_tail import StreamEnd, read_stream_end
 from notetaker.recorder.paths import DataLayout, checked_id
 from notetaker.recorder.recorder import Recorder, TrackStats
 from notetaker.recorder.timeline import TimelineEvent
@@ -32,6 +34,7 @@ __all__ = [
     "Recorder",
     "RecorderConfig",
     "Speaker",
+    "StreamEnd",
     "TimelineEvent",
     "TrackFailure",
     "TrackRow",
@@ -40,4 +43,5 @@ __all__ = [
     "checked_id",
     "export_meeting",
     "mix_tracks",
+    "read_stream_end",
 ]

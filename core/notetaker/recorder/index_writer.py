@@ -18,7 +18,8 @@ queue. Timeline events are the only rows that can pile up (a gap per loss burst)
 :data:`MAX_QUEUED_EVENTS` wait at once, about 15 MB, which at an unusually lossy 50
 events a second covers half an hour of a locked database. Past that, new events are
 dropped, counted in :attr:`WriterReport.dropped_events` and logged once: the receive
-loop is never made to wait for room.
+loop is never made to wait for room. Heartbeats (:meth:`IndexWriter.set_alive`) never
+pile up either: only the latest matters, so a new one replaces one still waiting.
 """
 
 from __future__ import annotations
@@ -61,6 +62,7 @@ _ROWS: Final = {
     "end_track": "track ends",
     "remove_track": "track removals",
     "add_events": "timeline events",
+    "set_alive": "heartbeats",
 }
 
 
@@ -156,6 +158,8 @@ class IndexWriter:
         self._dropped = 0
         self._drop_logged = 0
         self._unwritten: dict[str, int] = {}
+        # The heartbeat still waiting in the queue, per meeting: a newer one updates it.
+        self._alive: dict[int, _Op] = {}
         self._waiting_since: float | None = None
         self._thread = threading.Thread(target=self._run, name=name, daemon=True)
         self._thread.start()
@@ -190,6 +194,28 @@ class IndexWriter:
         """Queue :meth:`MeetingIndex.remove_track`."""
         self._submit(_Op("remove_track", meeting_id, (user_id,)))
 
+    def set_alive(self, meeting_id: int, at: float) -> None:
+        """Queue :meth:`MeetingIndex.set_alive`. Coalesced: while one heartbeat of the
+        meeting waits, a newer one only moves its time, so heartbeats never grow the
+        queue however long the index stays locked."""
+        at = float(at)
+        with self._cond:  # reentrant: _submit takes it again
+            waiting = self._alive.get(meeting_id)
+            if waiting is None or self._closing or self._stopped:
+                self._submit(_Op("set_alive", meeting_id, (at,)))
+                return
+            # Its place in the queue (and seq) stays: a flush that waits for it still
+            # finds it done before anything queued after it.
+            (previous,) = waiting.args
+            assert isinstance(previous, float)
+            waiting.args = (max(previous, at),)
+
+    def queued(self, kind: str | None = None) -> int:
+        """Operations waiting (of ``kind``, e.g. ``"set_alive"``; not counting the one
+        being written now)."""
+        with self._cond:
+            return sum(1 for op in self._queue if kind is None or op.kind == kind)
+
     def add_events(self, meeting_id: int, events: list[TimelineEvent]) -> None:
         """Queue events; they join the events queued just before them (one transaction)."""
         if events:
@@ -222,6 +248,8 @@ class IndexWriter:
                 last.seq = op.seq
             else:
                 self._queue.append(op)
+                if op.kind == "set_alive":
+                    self._alive[op.meeting_id] = op
             self._cond.notify_all()
 
     # -- waiting (never on the receive loop) ----------------------------------------------
@@ -268,6 +296,9 @@ class IndexWriter:
                     while not (self._queue or self._closing or self._dropped > self._drop_logged):
                         self._cond.wait()
                     op = self._queue.popleft() if self._queue else None
+                    if op is not None and op.kind == "set_alive":
+                        # Being written now: a newer heartbeat must queue anew.
+                        self._alive.pop(op.meeting_id, None)
                     closing = self._closing
                 self._report_drops()
                 if op is None:
@@ -387,6 +418,7 @@ class IndexWriter:
             for op in self._queue:
                 self._unwritten_add(op)
             self._queue.clear()
+            self._alive.clear()
             self._queued_events = 0
             self._stopped = True
             self._cond.notify_all()

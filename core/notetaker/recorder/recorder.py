@@ -4,7 +4,10 @@ Frames are routed to per-user :class:`~notetaker.recorder.track.Track` objects, 
 place them on the meeting clock and page them out. The recorder adds the wall-clock side
 (flushing partial pages of speakers who went quiet), the timeline (gaps, reconnects,
 re-anchors, opt-outs) and the session index rows. A reconnect continues the same tracks;
-its gap becomes silence and a ``reconnect`` event.
+its gap becomes silence and a ``reconnect`` event. So does a restart of the bot: a new
+recorder of the same meeting continues the tracks its killed process left
+(:meth:`Recorder.resume_tracks`), the outage a ``restart`` event; the heartbeat
+(``alive_at``, every :data:`ALIVE_EVERY_S`) tells the new process when the old one stopped.
 
 Nothing here blocks the receive loop for long: per packet it is a TOC lookup, a few
 integer operations and a list append; a page write (about 1 s of audio) is one buffered
@@ -23,7 +26,7 @@ import contextlib
 import threading
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
@@ -39,6 +42,9 @@ from notetaker.sink import SAMPLE_RATE, AudioFrame, AudioSink, Gap
 
 #: Events kept in memory for inspection (the index keeps all of them).
 RECENT_EVENTS = 10_000
+#: Wall-clock seconds between heartbeats (``alive_at`` in the index): a restarted bot
+#: knows from it, within this much, when the recording stopped.
+ALIVE_EVERY_S = 5.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,8 +71,13 @@ class Recorder(AudioSink):
     waits up to ``index_close_timeout_s`` for them, :meth:`flush_index` before. A reader
     of ``index`` sees them after either. ``display_name`` maps a user id to the name to
     record for them. Call :meth:`tick` about once a second so that a partial page of a
-    speaker who went quiet is flushed even while nobody talks. ``open_file`` makes a
-    track's file (a seam for tests of write errors).
+    speaker who went quiet is flushed even while nobody talks; with an index it also
+    records a heartbeat (``alive_at``, from ``wall_clock``) every :data:`ALIVE_EVERY_S`.
+    ``open_file`` makes a track's file (a seam for tests of write errors).
+
+    A restarted bot continues a meeting its killed process left: a recorder on the same
+    meeting, with ``started_at`` such that the meeting clock goes on, then
+    :meth:`resume_tracks` before any frame and :meth:`mark_restart` for the outage.
     """
 
     wants_pcm = False
@@ -83,6 +94,7 @@ class Recorder(AudioSink):
         clock: Callable[[], float] = time.monotonic,
         open_file: Callable[[Path], BinaryIO] = open_new,
         index_close_timeout_s: float = CLOSE_TIMEOUT_S,
+        wall_clock: Callable[[], float] = time.time,
     ) -> None:
         self.layout = layout
         self.meeting_id = checked_id(meeting_id, "meeting id")
@@ -91,6 +103,8 @@ class Recorder(AudioSink):
         self._open_file = open_file
         self._index_close_timeout_s = index_close_timeout_s
         self._clock = clock
+        self._wall_clock = wall_clock
+        self._next_alive: float | None = None  # None: the first tick sends one
         self.started_at = clock() if started_at is None else started_at
         self._display_name = display_name
         self.directory = layout.meeting_dir(self.meeting_id)
@@ -185,9 +199,78 @@ class Recorder(AudioSink):
                     )
             self._emit(TimelineEvent("close", None, self._ms(end)))
             self._write_events()
+            if self._writer is not None:
+                self._writer.set_alive(self.meeting_id, self._wall_clock())
         # Outside the lock: a write still arriving must find the recorder closed, not wait.
         if self._writer is not None:
             self._writer.close(self._index_close_timeout_s)
+
+    # -- a restarted bot ------------------------------------------------------------------
+
+    def resume_tracks(self, user_ids: Iterable[int]) -> dict[int, str]:
+        """Continue the tracks of ``user_ids`` that an earlier process of this meeting
+        wrote (and was killed before closing): their next packets go on in the same
+        files, on the same meeting clock, after silence for the time nobody recorded.
+
+        Call it right after construction, before frames flow, off the receive loop: it
+        reads each file through (seconds for hours of audio) with the recorder's lock
+        held. The speakers and tracks are in the index already, so no rows and no
+        ``join`` follow. Returns ``{user_id: reason}`` for the tracks that cannot be
+        continued (no file, a stream that ended, no valid Ogg Opus headers): those
+        speakers are not recorded in this process (their file is never overwritten),
+        and each gets an ``error`` event saying why.
+        """
+        failed: dict[int, str] = {}
+        with self._lock:
+            for user_id in user_ids:
+                uid = checked_id(user_id, "user id")
+                if uid in self._tracks or uid in self._ignored:
+                    continue
+                path = self.layout.track_path(self.meeting_id, uid)
+                try:
+                    track = Track.resume(
+                        path, user_id=uid, meeting_start=self.started_at, config=self.config
+                    )
+                except FileNotFoundError:
+                    failed[uid] = f"no track file {path} to continue"
+                except (OSError, RecordingError) as exc:
+                    failed[uid] = str(exc)
+                else:
+                    self._tracks[uid] = track
+                    continue
+                self._ignored.add(uid)
+                self.errors += 1
+                self._emit(
+                    TimelineEvent("error", uid, None, 0, f"cannot continue track: {failed[uid]}")
+                )
+            self._write_events()
+        return failed
+
+    def last_granule_ms(self) -> int:
+        """Where the audio of the track that runs longest ends, in ms on the meeting
+        clock (after :meth:`resume_tracks`: where the earlier process's audio ends)."""
+        with self._lock:
+            return max(
+                (
+                    (t.flushed_granule if uid in self._failed else t.granule) * 1000 // SAMPLE_RATE
+                    for uid, t in self._tracks.items()
+                ),
+                default=0,
+            )
+
+    def mark_restart(
+        self, down_at_ms: int, resumed_at: float, detail: str = "bot restarted"
+    ) -> None:
+        """The bot's process stopped at ``down_at_ms`` (meeting clock) and recording went
+        on at ``resumed_at`` (the clock of :attr:`AudioFrame.arrival`): a ``restart``
+        event for the outage, and every speaker's next packet is placed by its arrival
+        time (a new process means new SSRCs and RTP bases)."""
+        with self._lock:
+            for track in self._tracks.values():
+                track.reanchor("restart")
+            outage_ms = max(0, self._ms(resumed_at) - down_at_ms)
+            self._emit(TimelineEvent("restart", None, down_at_ms, outage_ms, detail))
+            self._write_events()
 
     # -- what the bot tells the recorder ------------------------------------------------
 
@@ -238,10 +321,17 @@ class Recorder(AudioSink):
         return self.layout.track_path(self.meeting_id, user_id)
 
     def tick(self, now: float | None = None) -> None:
-        """Flush partial pages that waited a flush interval, and pending events."""
+        """Flush partial pages that waited a flush interval, and pending events; queue a
+        heartbeat if :data:`ALIVE_EVERY_S` of wall time passed since the last one."""
         with self._lock:
             if not self.closed:
                 self._sweep(self._clock() if now is None else now)
+                if self._writer is not None:
+                    wall = self._wall_clock()
+                    if self._next_alive is None or wall >= self._next_alive:
+                        self._next_alive = wall + ALIVE_EVERY_S
+                        # Queued only: the writer thread runs the UPDATE.
+                        self._writer.set_alive(self.meeting_id, wall)
 
     def flush_index(self, timeout: float | None = None) -> bool:
         """Wait until the index has every row and event so far (False: ``timeout`` passed,
@@ -297,6 +387,11 @@ class Recorder(AudioSink):
     def index_errors(self) -> int:
         """Index rows that did not (or not yet, when closed: never) reach the index."""
         return self.index_report.lost
+
+    @property
+    def index_writer(self) -> IndexWriter | None:
+        """The writer that applies this recorder's index rows (what waits: ``queued``)."""
+        return self._writer
 
     @property
     def index_writer_thread(self) -> threading.Thread | None:

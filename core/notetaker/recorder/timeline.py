@@ -14,9 +14,11 @@ from typing import Final
 #: (``count`` is its length in ms); ``opt_out``: a speaker withdrew consent; ``error``:
 #: a track could not be opened (``detail`` says why); ``stopped``: a track could not be
 #: written any more and stopped for good at ``at_ms``, where the audio on disk ends
-#: (``detail`` is the cause, e.g. ``disk full``); ``close``: capture ended.
+#: (``detail`` is the cause, e.g. ``disk full``); ``restart``: the bot's process stopped
+#: at ``at_ms`` and the recording went on ``count`` ms later (``detail`` says why, e.g.
+#: ``bot restarted``); ``close``: capture ended.
 EVENT_KINDS: Final = frozenset(
-    {"join", "gap", "reanchor", "reconnect", "opt_out", "error", "stopped", "close"}
+    {"join", "gap", "reanchor", "reconnect", "opt_out", "error", "stopped", "restart", "close"}
 )
 
 
