@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import itertools
 import logging
 import time
 from collections.abc import Callable, Coroutine, Sequence
@@ -24,7 +25,7 @@ from notetaker import plugins
 from notetaker.bot import NotesResult
 from notetaker.commands import Member
 from notetaker.config import Settings
-from notetaker.errors import TranscriptionError
+from notetaker.errors import RecordingError, TranscriptionError
 from notetaker.live.captions import CaptionLine
 from notetaker.live.cutter import (
     DEFAULT_MIN_SPLIT_S,
@@ -38,12 +39,15 @@ from notetaker.live.local_queue import LocalTranscriptionQueue
 from notetaker.live.meeting_transcript import LiveTranscript, TrackPackets
 from notetaker.live.queue import Backlog, TranscriptionQueue
 from notetaker.notes import MissingSpan, Notes, build_notes
+from notetaker.notes.render import clock
 from notetaker.recorder.index import Meeting, MeetingIndex
 from notetaker.recorder.ogg_read import TrackReader
+from notetaker.recorder.ogg_tail import repair_tail
 from notetaker.recorder.paths import DataLayout
 from notetaker.recorder.recorder import Recorder
 from notetaker.recorder.timeline import TimelineEvent
-from notetaker.sink import AudioSink, FanOut
+from notetaker.recovery import Interrupted
+from notetaker.sink import SAMPLE_RATE, AudioSink, FanOut
 from notetaker.transcript import Segment, Transcriber
 
 log = logging.getLogger(__name__)
@@ -80,10 +84,40 @@ def missing_spans(meeting: Meeting) -> list[MissingSpan]:
                     ev.user_id, start, start + ev.count * FRAME_MS / 1000, ev.detail or "loss"
                 )
             )
-        elif ev.kind == "reconnect":
+        elif ev.kind in ("reconnect", "restart"):
             for uid in [ev.user_id] if ev.user_id is not None else speakers:
-                spans.append(MissingSpan(uid, start, start + ev.count / 1000, "reconnect"))
+                spans.append(MissingSpan(uid, start, start + ev.count / 1000, ev.kind))
     return spans
+
+
+def leftover_utterances(
+    meeting: Meeting, segments: Sequence[Segment], config: CutterConfig, until_ms: int
+) -> list[Utterance]:
+    """The speech a process that died took with it: utterances of the tracks, up to
+    ``until_ms``, that no transcribed segment of their speaker overlaps (they were
+    queued, in flight, or still being spoken). Each waits as a range of its track.
+    Reads the tracks (Ogg pages, no decoding): call it off the event loop."""
+    until = until_ms * SAMPLE_RATE // 1000
+    done: dict[int, list[tuple[float, float]]] = {}
+    for seg in segments:
+        done.setdefault(seg.user_id, []).append((seg.start, seg.end))
+    out: list[Utterance] = []
+    for track in meeting.tracks:
+        if not track.path.is_file():
+            continue
+        spans = done.get(track.user_id, [])
+        packets = itertools.takewhile(lambda p: p.start < until, TrackReader(track.path).packets())
+        for utt in cut_track(track.user_id, packets, config):
+            if not any(s < utt.end_s and e > utt.start_s for s, e in spans):
+                out.append(dataclasses.replace(utt, packets=(), spilled=True))
+    return out
+
+
+def cut_point_ms(meeting: Meeting, track_ends_ms: Sequence[int] = ()) -> int:
+    """Where an interrupted meeting's recording stops on its clock: its last heartbeat,
+    or the end of its longest track if audio reached further."""
+    alive = meeting.alive_at if meeting.alive_at is not None else meeting.started_at
+    return max([round((alive - meeting.started_at) * 1000), *track_ends_ms, 0])
 
 
 async def close_recorder(recorder: Recorder) -> None:
@@ -163,9 +197,10 @@ def notes_for(
     *,
     opted_out: Sequence[str] = (),
     holes: Sequence[MissingSpan] = (),
+    notices: Sequence[str] = (),
 ) -> NotesResult:
     """Build the notes of a meeting from the transcript in the index; write every format
-    next to its tracks and mark the meeting done."""
+    next to its tracks and mark the meeting done. ``notices`` come first in the notes."""
     meeting = index.get_meeting(meeting_id)
     segments: list[Segment] = index.segments(meeting_id)
     names = {s.user_id: s.display_name or str(s.user_id) for s in meeting.speakers}
@@ -184,12 +219,14 @@ def notes_for(
             "transcriber": settings.transcriber,
             "model": settings.model,
         },
+        notices=notices,
     )
     directory = DataLayout(settings.data_dir).meeting_dir(meeting_id) / "notes"
     files = render_all(notes, directory)
     index.set_status(meeting_id, "done", at=time.time())
     markdown = (directory / "notes.md").read_text(encoding="utf-8")
     summary_lines = [f"**{notes.title}** — {len(notes.participants)} participant(s)."]
+    summary_lines += [f"_{notice}_" for notice in notes.notices]
     summary_lines += [f"- {ln.name}: {ln.text}" for ln in notes.summary]
     summary_lines.append("The full notes are attached.")
     return NotesResult(markdown=markdown, summary="\n".join(summary_lines), files=tuple(files))
@@ -266,6 +303,95 @@ async def retranscribe(
     )
 
 
+async def finish_interrupted(
+    settings: Settings,
+    queue: TranscriptionQueue,
+    interrupted: Interrupted,
+    why: str,
+    progress: Callable[[str], Coroutine[Any, Any, None]],
+) -> NotesResult:
+    """Write the notes of a meeting a previous process did not finish.
+
+    Left ``recording`` (the process died), its tracks end at their last whole page (a
+    torn one is cut off), the recording stops at :func:`cut_point_ms` and the notes say
+    so first. Either way the speech no segment covers yet is transcribed from the tracks
+    through ``queue`` (``progress`` hears how much is left), then the notes are built as
+    at /stopnotes."""
+    index = MeetingIndex.open(settings.data_dir)
+    try:
+        meeting_id = interrupted.meeting_id
+        meeting = index.get_meeting(meeting_id)
+        notices: list[str] = []
+        if meeting.status == "recording":
+            ends = await asyncio.to_thread(_end_tracks, index, meeting)
+            cut_ms = cut_point_ms(meeting, ends)
+            index.add_events(meeting_id, [TimelineEvent("close", None, cut_ms, 0, "bot restarted")])
+            stopped = meeting.started_at + cut_ms / 1000
+            index.set_status(meeting_id, "transcribing", at=stopped, detail=f"bot restarted: {why}")
+            notices.append(
+                f"The recording was cut short at [{clock(cut_ms / 1000)}]: the bot stopped "
+                f"and, when it started again, the meeting did not go on ({why})."
+            )
+            meeting = index.get_meeting(meeting_id)
+        leftover = await asyncio.to_thread(
+            leftover_utterances,
+            meeting,
+            index.segments(meeting_id),
+            cutter_config(settings),
+            cut_point_ms(meeting, [t.ended_ms for t in meeting.tracks if t.ended_ms is not None]),
+        )
+        layout = DataLayout(settings.data_dir)
+        transcript = LiveTranscript(
+            index,
+            meeting_id,
+            meeting.transcript_run,
+            languages=SpeakerLanguages(parse_language(settings.language)),
+            tracks=TrackPackets(lambda uid: layout.track_path(meeting_id, uid)),
+        )
+
+        async def report(backlog: Backlog) -> None:
+            await progress(f"Finishing the transcript: {speech_left(backlog)} of speech left…")
+
+        if leftover:
+            queue.open_meeting(meeting_id, transcript)
+            try:
+                for utterance in leftover:
+                    queue.submit(meeting_id, utterance)
+                await queue.drain(meeting_id, report, every_s=BACKLOG_REPORT_S)
+            finally:
+                queue.close_meeting(meeting_id)
+        return notes_for(
+            settings,
+            index,
+            meeting_id,
+            holes=untranscribed(transcript.progress.failed),
+            notices=notices,
+        )
+    finally:
+        index.close()
+
+
+def _end_tracks(index: MeetingIndex, meeting: Meeting) -> list[int]:
+    """Cut each open track of a dead process at its last whole page and record where it
+    ends (ms); returns those ends."""
+    ends = []
+    for track in meeting.tracks:
+        if track.ended_ms is not None:
+            ends.append(track.ended_ms)
+            continue
+        if not track.path.is_file():
+            continue
+        try:
+            end = repair_tail(track.path)
+        except RecordingError as exc:
+            log.warning("meeting %s: track of %s: %s", meeting.id, track.user_id, exc)
+            continue
+        ended_ms = end.granule * 1000 // SAMPLE_RATE
+        index.end_track(meeting.id, track.user_id, ended_ms)
+        ends.append(ended_ms)
+    return ends
+
+
 class RecordedMeeting:
     """A meeting being recorded: the :class:`~notetaker.bot.ActiveMeeting` the bot uses."""
 
@@ -282,26 +408,38 @@ class RecordedMeeting:
         opted_out: Sequence[str] = (),
         channel_name: str | None = None,
         text_channel_id: int | None = None,
+        resume: int | None = None,
     ) -> None:
         self.settings = settings
         self.started_by = started_by
-        self.started_at = time.time()
         self.language = language
         self.index = MeetingIndex.open(settings.data_dir)
-        self.meeting_id = self.index.create_meeting(
-            guild_id=guild_id,
-            channel_id=voice_channel_id,
-            started_by=started_by.id,
-            started_at=self.started_at,
-            channel_name=channel_name,
-            text_channel_id=text_channel_id,
-        )
+        previous: Meeting | None = None
+        recorder_start: float | None = None
+        if resume is None:
+            self.started_at = time.time()
+            self.meeting_id = self.index.create_meeting(
+                guild_id=guild_id,
+                channel_id=voice_channel_id,
+                started_by=started_by.id,
+                started_at=self.started_at,
+                channel_name=channel_name,
+                text_channel_id=text_channel_id,
+            )
+        else:
+            # The same meeting goes on: its clock started when it first did, so the
+            # recorder's monotonic start lies that far in the past.
+            previous = self.index.get_meeting(resume)
+            self.meeting_id, self.started_at = previous.id, previous.started_at
+            recorder_start = time.monotonic() - max(0.0, time.time() - previous.started_at)
         self.recorder = Recorder(
             DataLayout(settings.data_dir),
             self.meeting_id,
+            started_at=recorder_start,
             index=self.index,
             display_name=display_name,
         )
+        self._previous = previous
         self.queue = queue
         self.transcript = LiveTranscript(
             self.index,
@@ -326,6 +464,37 @@ class RecordedMeeting:
         self._failures: Callable[[str], None] | None = None
         self._loop = asyncio.get_running_loop()
         self._ticker = self._loop.create_task(self._tick())
+
+    async def continue_after_restart(self) -> None:
+        """For a meeting made with ``resume``, before its sink gets audio: pick up the
+        tracks the dead process left, mark the outage, and queue the speech it had not
+        transcribed yet. The file work runs on a thread (tracks are scanned to their
+        last whole page), never on the loop or the receive path."""
+        previous, self._previous = self._previous, None
+        if previous is None:
+            return
+        leftover = await asyncio.to_thread(self._continue, previous)
+        for utterance in leftover:
+            self.queue.submit(self.meeting_id, utterance)
+
+    def _continue(self, previous: Meeting) -> list[Utterance]:
+        open_tracks = [t.user_id for t in previous.tracks if t.ended_ms is None]
+        for user_id, why in self.recorder.resume_tracks(open_tracks).items():
+            log.warning("meeting %s: track of %s does not go on: %s", self.meeting_id, user_id, why)
+        down_ms = cut_point_ms(previous, [self.recorder.last_granule_ms()])
+        self.recorder.mark_restart(down_ms, time.monotonic())
+        self.index.set_alive(self.meeting_id, time.time())
+        leftover = leftover_utterances(
+            previous, self.index.segments(self.meeting_id), cutter_config(self.settings), down_ms
+        )
+        log.info(
+            "meeting %s goes on after a restart: down from %.1f s, %d utterance(s) to "
+            "transcribe again",
+            self.meeting_id,
+            down_ms / 1000,
+            len(leftover),
+        )
+        return leftover
 
     # -- while recording ----------------------------------------------------------------
 
@@ -407,10 +576,22 @@ class RecordedMeeting:
         self.recorder.mark_reconnect(start, end)
         self.cutter.mark_reconnect()
 
+    async def abandon(self) -> None:
+        """Stop without notes (a resume that could not go on): tracks closed, the meeting
+        left as it is in the index for :func:`finish_interrupted`."""
+        self.cutter.close()
+        self._ticker.cancel()
+        try:
+            await close_recorder(self.recorder)
+        finally:
+            self.queue.close_meeting(self.meeting_id)
+            self.index.close()
+
     # -- /stopnotes -------------------------------------------------------------------------
 
     async def finish(self, progress: Callable[[str], Coroutine[Any, Any, None]]) -> NotesResult:
         """End the last utterances, wait for those still being transcribed, write the notes."""
+
         async def report(backlog: Backlog) -> None:
             await progress(f"Finishing the transcript: {speech_left(backlog)} of speech left…")
 
@@ -461,6 +642,8 @@ class MeetingRecorderFactory:
         self.display_name = display_name
         self.channel_name = channel_name
         self._queue = queue
+        #: meetings this process made or took over: never "interrupted"
+        self._mine: set[int] = set()
 
     @property
     def queue(self) -> TranscriptionQueue:
@@ -479,7 +662,7 @@ class MeetingRecorderFactory:
         language: str | None = None,
     ) -> RecordedMeeting:
         lookup = self.display_name
-        return RecordedMeeting(
+        meeting = RecordedMeeting(
             self.settings,
             guild_id=guild_id,
             voice_channel_id=voice_channel_id,
@@ -491,6 +674,70 @@ class MeetingRecorderFactory:
             channel_name=self.channel_name(voice_channel_id) if self.channel_name else None,
             text_channel_id=text_channel_id,
         )
+        self._mine.add(meeting.meeting_id)
+        return meeting
+
+    # -- restart recovery ----------------------------------------------------------------
+
+    def interrupted(self) -> list[Interrupted]:
+        """Meetings a previous process left ``recording`` or ``transcribing``, oldest
+        first; never one this process is recording."""
+        index = MeetingIndex.open(self.settings.data_dir)
+        try:
+            rows = index.list_meetings("recording") + index.list_meetings("transcribing")
+        finally:
+            index.close()
+        return [
+            Interrupted(
+                meeting_id=m.id,
+                guild_id=m.guild_id,
+                voice_channel_id=m.channel_id,
+                text_channel_id=m.text_channel_id,
+                started_by=m.started_by,
+                status=m.status,
+                started_at=m.started_at,
+                alive_at=m.alive_at if m.alive_at is not None else m.started_at,
+            )
+            for m in sorted(rows, key=lambda m: (m.started_at, m.id))
+            if m.id not in self._mine
+        ]
+
+    async def resume(self, meeting: Interrupted, *, opted_out: Sequence[str]) -> RecordedMeeting:
+        """Continue an interrupted meeting (see :meth:`RecordedMeeting.continue_after_restart`)."""
+        lookup = self.display_name
+        guild_id = meeting.guild_id
+        starter = Member(
+            meeting.started_by,
+            (lookup(guild_id, meeting.started_by) if lookup else None) or str(meeting.started_by),
+        )
+        recorded = RecordedMeeting(
+            self.settings,
+            guild_id=guild_id,
+            voice_channel_id=meeting.voice_channel_id,
+            started_by=starter,
+            queue=self.queue,
+            display_name=(lambda uid: lookup(guild_id, uid)) if lookup else None,
+            opted_out=opted_out,
+            resume=meeting.meeting_id,
+        )
+        self._mine.add(recorded.meeting_id)
+        try:
+            await recorded.continue_after_restart()
+        except BaseException:
+            with contextlib.suppress(Exception):
+                await recorded.abandon()
+            raise
+        return recorded
+
+    async def finish_interrupted(
+        self,
+        meeting: Interrupted,
+        why: str,
+        progress: Callable[[str], Coroutine[Any, Any, None]],
+    ) -> NotesResult:
+        """The notes of what an interrupted meeting recorded (see :func:`finish_interrupted`)."""
+        self._mine.add(meeting.meeting_id)
+        return await finish_interrupted(self.settings, self.queue, meeting, why, progress)
 
     def close(self) -> None:
         """Stop the transcription worker."""

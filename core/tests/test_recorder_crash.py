@@ -69,6 +69,12 @@ CHILD = textwrap.dedent(
                 rec.write(AudioFrame(uid, uid, i & 0xFFFF, (uid * 1000 + 960 * i) & 0xFFFFFFFF,
                                      START + t + 0.003, packets[i % 50]))
         if step % 10 == 0:
+            # The loop runs far faster than a meeting: a speaker who joined at 2 s of
+            # meeting time did so a few milliseconds of wall time ago, and the writer
+            # thread may not have committed the row yet. The kill is meant to come after
+            # what was written, so the report waits for the writer (never the real
+            # receive path, which does not wait).
+            rec.index_writer.flush(timeout=30)
             for uid, st in rec.stats().items():
                 if st.flushed_ms != seen.get(uid):
                     seen[uid] = st.flushed_ms
