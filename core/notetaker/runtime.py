@@ -14,6 +14,7 @@ import contextlib
 import inspect
 import logging
 import ssl
+import sys
 from abc import ABC, abstractmethod
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -113,6 +114,10 @@ class LibraryBackend(ABC):
         self._recovery: asyncio.Task[None] | None = None
         self.kit = self.library_kit()
         self.client = self.create_client()
+        self._closing = False
+        # The libraries print an event handler's exception to stderr themselves; ours
+        # goes through the log (its format, its redaction), one line while shutting down.
+        self.client.on_error = self._on_library_error
         if settings.discord_api_base or settings.discord_gateway_url:
             self.apply_endpoints(settings.discord_api_base, settings.discord_gateway_url)
         self._engine_protocol = make_engine_protocol(self.kit.voice_protocol)
@@ -296,9 +301,20 @@ class LibraryBackend(ABC):
 
     async def shutdown(self, grace_s: float) -> list[int]:
         """Graceful stop: see :meth:`NotetakerBot.shutdown`; then :meth:`close`."""
+        self._closing = True
         return await self.bot.shutdown(grace_s)
 
+    async def _on_library_error(self, event: str, /, *args: Any, **kwargs: Any) -> None:
+        """What an event handler of the library raised (for example nextcord's command
+        sync on connect when the connection closes under it)."""
+        exc = sys.exc_info()[1]
+        if self._closing:
+            log.info("while shutting down, the library's %s handler ended: %s", event, exc)
+        else:
+            log.error("the library's %s handler failed", event, exc_info=exc)
+
     async def close(self) -> None:
+        self._closing = True
         if self._recovery is not None and not self._recovery.done():
             self._recovery.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import importlib
+import logging
 import os
 import types
 from pathlib import Path
@@ -336,3 +337,51 @@ async def test_a_track_that_stops_is_told_in_the_channel_and_recording_goes_on(
     assert told["channel_id"] == r.sim.world.text_channel.id
     assert r.guild_state().meeting is meeting
     await meeting.wait_for_speakers([u.id for u in r.speakers])
+
+
+class _Records(logging.Handler):
+    """The runtime's log records, with an event set by the first that matches."""
+
+    def __init__(self, needle: str) -> None:
+        super().__init__()
+        self.needle, self.seen = needle, asyncio.Event()
+        self.records: list[logging.LogRecord] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.records.append(record)
+        if self.needle in record.getMessage():
+            self.seen.set()
+
+
+@pytest.mark.parametrize("closing", [False, True], ids=["running", "shutting-down"])
+async def test_an_event_handler_that_raises_goes_to_the_log_not_stderr(
+    running: Any, closing: bool, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """nextcord syncs commands in its own on_connect: a connection closed under it at
+    shutdown used to print the library's 'Ignoring exception' traceback."""
+    client = running.backend.client
+
+    async def on_notetaker_probe() -> None:
+        raise OSError("Server disconnected")
+
+    client.on_notetaker_probe = on_notetaker_probe
+    records = _Records("notetaker_probe")
+    logger = logging.getLogger("notetaker.runtime")
+    logger.addHandler(records)
+    level = logger.level
+    logger.setLevel(logging.INFO)
+    try:
+        running.backend._closing = closing
+        client.dispatch("notetaker_probe")
+        await asyncio.wait_for(records.seen.wait(), WAIT)
+    finally:
+        running.backend._closing = False
+        logger.setLevel(level)
+        logger.removeHandler(records)
+    (record,) = [r for r in records.records if "notetaker_probe" in r.getMessage()]
+    if closing:
+        assert record.levelno == logging.INFO and record.exc_info is None
+        assert "Server disconnected" in record.getMessage()
+    else:
+        assert record.levelno == logging.ERROR and record.exc_info is not None
+    assert "Ignoring exception" not in capsys.readouterr().err

@@ -84,7 +84,7 @@ async def test_the_bot_waits_for_an_unreachable_discord_and_connects_when_it_is_
         tries = await bot.wait_for_line("Discord is unreachable at", count=2)
         assert all(f"127.0.0.1:{port}" in ln for ln in tries), tries
         async with sim:
-            await _commands_registered(sim, "startnotes")
+            await _commands_registered(sim, "startnotes", "notesstatus")
             inv = await sim.invoke("notesstatus", user=box.organiser)
             reply = await inv.callback(timeout=60)
             assert "no notes are being taken" in _text(reply)
