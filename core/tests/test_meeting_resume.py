@@ -106,6 +106,19 @@ def first_meeting(settings: Settings, queue: object) -> RecordedMeeting:
     )
 
 
+async def _killed_after_alice(settings: Settings, tear: int) -> int:
+    """A first process: 3 s of Alice and Bob, Alice's words transcribed (Bob's were in
+    flight), then killed with ``tear``'s track torn. Returns the meeting id."""
+    first_queue = make_queue(settings, Says("first", frozenset({ALICE})))
+    meeting = first_meeting(settings, first_queue)
+    speak(meeting, 0.0, 3.0)
+    meeting.cutter.close()  # the utterances end (as a pause would end them)
+    await meeting.queue.drain(meeting.meeting_id)
+    await die(meeting, meeting.recorder.track_path(tear))
+    first_queue.close()
+    return meeting.meeting_id
+
+
 async def _quiet(_: str) -> None:
     pass
 
@@ -119,15 +132,7 @@ async def test_a_resumed_meeting_continues_its_tracks_and_transcribes_what_was_l
 ) -> None:
     settings = Settings(data_dir=tmp_path / "data")
     # The first process transcribed Alice's words, not yet Bob's (they were in flight).
-    first_queue = make_queue(settings, Says("first", frozenset({ALICE})))
-    meeting = first_meeting(settings, first_queue)
-    mid = meeting.meeting_id
-    speak(meeting, 0.0, 3.0)
-    meeting.cutter.close()  # the utterances end (as a pause would end them)
-    await meeting.queue.drain(mid)
-    bob_track = meeting.recorder.track_path(BOB)
-    await die(meeting, bob_track)
-    first_queue.close()
+    mid = await _killed_after_alice(settings, BOB)
 
     queue = make_queue(settings, Says("second"))
     try:
@@ -179,14 +184,7 @@ async def test_an_interrupted_meeting_that_does_not_go_on_gets_notes_cut_short(
     tmp_path: Path,
 ) -> None:
     settings = Settings(data_dir=tmp_path / "data")
-    first_queue = make_queue(settings, Says("first", frozenset({ALICE})))
-    meeting = first_meeting(settings, first_queue)
-    mid = meeting.meeting_id
-    speak(meeting, 0.0, 3.0)
-    meeting.cutter.close()  # the utterances end (as a pause would end them)
-    await meeting.queue.drain(mid)
-    await die(meeting, meeting.recorder.track_path(ALICE))
-    first_queue.close()
+    mid = await _killed_after_alice(settings, ALICE)
 
     index = MeetingIndex.open(settings.data_dir)
     row = index.get_meeting(mid)
