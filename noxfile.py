@@ -93,7 +93,15 @@ def typecheck(session: nox.Session) -> None:
 def tests(session: nox.Session) -> None:
     """Core, simulator and transcriber tests in an environment with NO Discord library."""
     session.install(
-        *TEST_DEPS, "-e", "./core", "-e", "./simulator[media,zstd]", "-e", "./transcribe[models]"
+        *TEST_DEPS,
+        "-e",
+        "./core",
+        "-e",
+        "./simulator[media,zstd]",
+        "-e",
+        "./harness",
+        "-e",
+        "./transcribe[models]",
     )
     _next_davey(session)
     session.run(
@@ -130,6 +138,8 @@ def _install_stack(session: nox.Session, name: str, version: str, *extra: str) -
         "./core",
         "-e",
         "./simulator[media]",
+        "-e",
+        "./harness",
         "./transcribe[models]",
         f"./backends/{name}",
         _library_requirement(name, version),
@@ -193,6 +203,8 @@ def _run_matrix_cell(session: nox.Session, name: str, version: str) -> None:
             "./core",
             "-e",
             "./simulator[media]",
+            "-e",
+            "./harness",
             f"./backends/{name}",
             _library_requirement(name, version),
             *MATRIX_EXTRAS.get((name, version), []),
@@ -238,6 +250,8 @@ def field(session: nox.Session, name: str, version: str) -> None:
         "./core",
         "-e",
         "./simulator[media]",
+        "-e",
+        "./harness",
         f"./backends/{name}",
         _library_requirement(name, version),
     )
@@ -293,6 +307,8 @@ def whisperx(session: nox.Session) -> None:
         "-e",
         "./simulator[media]",
         "-e",
+        "./harness",
+        "-e",
         "./transcribe[models]",
         "./backends/discordpy",
         f"discord.py=={NEWEST['discordpy']}",
@@ -314,6 +330,8 @@ def bench(session: nox.Session) -> None:
         "./core",
         "-e",
         "./simulator[media]",
+        "-e",
+        "./harness",
         "-e",
         "./transcribe[models]",
         f"py-cord=={NEWEST['pycord']}",

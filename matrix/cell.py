@@ -60,7 +60,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.ERROR, format="%(levelname)s %(name)s: %(message)s")
     for handler in logging.getLogger().handlers:
         handler.setLevel(logging.ERROR)  # stack checks read WARNINGs; the console needn't
-    from discordsim import stackcheck
+    from notetaker_harness import stackcheck
 
     backend, library, version = stackcheck.installed_stack()
     if (backend, version) != (args.backend, args.version):

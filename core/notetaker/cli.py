@@ -113,7 +113,10 @@ def config_cmd(ctx: click.Context) -> None:
 @click.option(
     "--live/--no-live",
     default=True,
-    help="Run the stack-check suite against a local simulator (needs discordsim; seconds).",
+    help=(
+        "Run the stack-check suite against a local simulator (seconds; needs the "
+        "simulator and the harness: pip install ./simulator[media] ./harness)."
+    ),
 )
 @click.option(
     "--token-check/--no-token-check",

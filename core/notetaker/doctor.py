@@ -1,10 +1,11 @@
 """``notetaker doctor``'s deeper checks: what the installed stack meets on today's Discord,
 and (with a token) whether the token works, without ever printing it.
 
-The live check runs the stack-check suite (:mod:`discordsim.stackcheck`, the same suite
-as the version matrix) against an in-process simulator. The simulator is a separate
-distribution that core does not depend on, so it is imported lazily; without it the
-doctor says how to install it instead of failing.
+The live check runs the stack-check suite (:mod:`notetaker_harness.stackcheck`, the same
+suite as the version matrix) against an in-process simulator. The harness and the
+simulator are separate distributions, core's optional ``doctor`` extra, so the harness is
+imported lazily here (the one place core reaches it); without it the doctor says how to
+install it instead of failing.
 
 Every check returns :class:`Finding` lines; the CLI prints them.
 """
@@ -38,8 +39,8 @@ DOCTOR_CHECKS = (
 )
 TODAY = "dave-required-4017"
 INSTALL_SIM = (
-    "install discordsim to run the live check (pip install 'discordsim[media]', or "
-    "./simulator[media] from a checkout)"
+    "the live check needs the simulator and its harness: from a checkout, "
+    "pip install ./simulator[media] ./harness"
 )
 #: What the checks mean when they fail, for the user (keyed by check name).
 _MEANING = {
@@ -75,7 +76,7 @@ def _upgrade_hint(library: str) -> str:
 def verdict(results: Sequence[Any], transport: str) -> list[Finding]:
     """Turn stack-check results of one transport into what the user needs to hear.
 
-    ``results`` are :class:`discordsim.stackcheck.Result` objects (read by attribute).
+    ``results`` are :class:`notetaker_harness.stackcheck.Result` objects (read by attribute).
     """
     mine = [r for r in results if r.transport == transport]
     if not mine:
@@ -153,9 +154,10 @@ def verdict(results: Sequence[Any], transport: str) -> list[Finding]:
 
 def _stackcheck() -> Any:
     try:
-        return importlib.import_module("discordsim.stackcheck")
+        from notetaker_harness import stackcheck
     except ImportError:
         return None
+    return stackcheck
 
 
 def live_report(settings: Settings, *, checks: Sequence[str] = DOCTOR_CHECKS) -> list[Finding]:

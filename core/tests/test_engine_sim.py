@@ -36,7 +36,7 @@ discordsim = pytest.importorskip("discordsim")
 from discordsim.app import Simulator  # noqa: E402
 from discordsim.record import Entry  # noqa: E402
 from discordsim.scenarios import MODERN_MODES, SCENARIOS, Scenario  # noqa: E402
-from discordsim.testing.engine_adapter import MainGatewayClient, engine_rig, watched_sink  # noqa: E402
+from notetaker_harness.engine_rig import MainGatewayClient, engine_rig, watched_sink  # noqa: E402
 from discordsim.voice.gateway import VoiceSession  # noqa: E402
 from discordsim.voice.participants import ParticipantSpec, write_tone  # noqa: E402
 from discordsim.voice.server import VoiceServer  # noqa: E402
@@ -55,7 +55,7 @@ class Rig:
     link: EngineLink
     sup: Supervisor
     events: EventSubscription
-    sink: Any  #: discordsim.testing.engine_adapter.watched_sink()
+    sink: Any  #: notetaker_harness.engine_rig.watched_sink()
 
     def server_session(self) -> VoiceSession:
         return next(s for s in self.voice.sessions.values() if s.user_id == self.sim.world.bot.id)

@@ -34,7 +34,7 @@ pytest.importorskip("discordsim")
 pytest.importorskip("av", reason="needs discordsim[media]")
 
 from discordsim.scenarios import SCENARIOS
-from discordsim.testing.engine_adapter import engine_rig, watched_sink
+from notetaker_harness.engine_rig import engine_rig, watched_sink
 from discordsim.voice.participants import ParticipantSpec, write_tone
 
 pytestmark = pytest.mark.slow

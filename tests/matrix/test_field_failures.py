@@ -16,7 +16,7 @@ from __future__ import annotations
 import os
 from importlib import metadata
 
-from discordsim.stackcheck import SUITE_BY_NAME, run_check
+from notetaker_harness.stackcheck import SUITE_BY_NAME, run_check
 
 BACKEND = os.environ.get("NOTETAKER_TEST_BACKEND") or ""
 LIBRARY = {"pycord": "py-cord", "discordpy": "discord.py", "nextcord": "nextcord"}.get(BACKEND, "")

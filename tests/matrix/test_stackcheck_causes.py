@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from discordsim.record import Record
-from discordsim.stackcheck import SUITE_BY_NAME, cause_of, close_codes, trace_of
+from notetaker_harness.stackcheck import SUITE_BY_NAME, cause_of, close_codes, trace_of
 
 BOT = 42
 

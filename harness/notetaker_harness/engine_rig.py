@@ -9,7 +9,7 @@ dispatches, as a backend's ``VoiceProtocol`` hook would.
 Tests can make it lose voice dispatches (:attr:`MainGatewayClient.hold_voice`), which is
 how a library ends up with a stale voice state.
 
-Needs core (``notetaker``) installed next to the simulator.
+Part of the harness: the one distribution that imports both notetaker and discordsim.
 """
 
 from __future__ import annotations

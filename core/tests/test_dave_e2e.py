@@ -23,7 +23,7 @@ pytest.importorskip("notetaker")
 from discordsim.app import Simulator
 from discordsim.dave_participant import OPUS_SILENCE
 from discordsim.scenarios import SCENARIOS, Scenario
-from discordsim.testing.engine_adapter import engine_rig, watched_sink
+from notetaker_harness.engine_rig import engine_rig, watched_sink
 from discordsim.voice.dave_delivery import MlsDelivery
 from discordsim.voice.participants import ParticipantSpec, decode_pcm
 from discordsim.voice.participants import write_tone as tone
@@ -48,7 +48,7 @@ class Rig:
     voice: VoiceServer
     link: EngineLink
     sup: Supervisor
-    sink: Any  #: discordsim.testing.engine_adapter.watched_sink()
+    sink: Any  #: notetaker_harness.engine_rig.watched_sink()
     handlers: list[DaveProtocolHandler] = field(default_factory=list)
 
     def uid(self, name: str) -> int:

@@ -2,9 +2,9 @@
 Discord library are installed, on either transport.
 
 Used by the version matrix (``matrix/cell.py``, one environment per library version) and
-by ``notetaker doctor`` (a live check in seconds). It lives in the simulator's
-distribution rather than in core because it needs the simulator in-process, and core
-must not depend on discordsim; core's doctor imports this module lazily.
+by ``notetaker doctor`` (a live check in seconds). It lives in the harness distribution,
+neither in core (which must not depend on the simulator) nor in the simulator (which
+knows nothing of notetaker); core's doctor imports this module lazily.
 
 Each scenario gets a fresh :class:`~discordsim.app.Simulator` and
 :class:`~discordsim.voice.server.VoiceServer` (a row of :mod:`discordsim.scenarios`), a
