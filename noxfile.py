@@ -10,8 +10,12 @@ nox -s bench              benchmarks (print figures)
 from __future__ import annotations
 
 import glob
+import importlib.util
 import os
+import sys
 from pathlib import Path
+from types import ModuleType
+from typing import Any
 
 import nox
 
@@ -51,17 +55,32 @@ def _library_tests(name: str) -> list[str]:
     return [f"simulator/tests/test_login_{name}.py", *LIBRARY_TESTS]
 
 
-# The newest release of each library; the version matrix (nox -s matrix) adds older ones.
-NEWEST = {"pycord": "2.8.1", "discordpy": "2.7.1", "nextcord": "3.2.0"}
-DISTRIBUTION = {"pycord": "py-cord", "discordpy": "discord.py", "nextcord": "nextcord"}
+def _load_library_facts() -> ModuleType:
+    """core/notetaker/libraries.py, by path: nox runs outside every environment that has
+    notetaker installed, and that module is standard library only for this reason."""
+    path = ROOT / "core" / "notetaker" / "libraries.py"
+    spec = importlib.util.spec_from_file_location("notetaker_library_facts", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up there
+    spec.loader.exec_module(module)
+    return module
+
+
+FACTS = _load_library_facts()
+#: The newest release of each library; the version matrix (nox -s matrix) adds older ones.
+NEWEST = {lib.backend: lib.newest for lib in FACTS.LIBRARIES}
+DISTRIBUTION = {lib.backend: lib.distribution for lib in FACTS.LIBRARIES}
+
+
+def _release(name: str, version: str) -> Any:
+    return FACTS.BY_BACKEND[name].release(version)
 
 
 def python_for(name: str, version: str) -> str:
-    """The Python a library version accepts: nextcord 3.x needs >= 3.12; py-cord 2.5/2.6
-    import audioop (gone in 3.13)."""
-    if name == "nextcord" and int(version.split(".")[0]) >= 3:
-        return "3.12"
-    return "3.11"
+    """The Python a library version's environments use (the oldest it accepts: nextcord
+    3.x needs >= 3.12; py-cord 2.5/2.6 import audioop, gone in 3.13)."""
+    return str(_release(name, version).python)
 
 
 def _offline_env(session: nox.Session) -> dict[str, str]:
@@ -114,6 +133,7 @@ def tests(session: nox.Session) -> None:
         "pytest",
         "core/tests",
         "simulator/tests",
+        "harness/tests",
         "transcribe/tests",
         "--ignore-glob=simulator/tests/test_login_*.py",
         *[f"--ignore={path}" for path in LIBRARY_TESTS],
@@ -167,37 +187,33 @@ def backend(session: nox.Session, name: str, version: str) -> None:
     _run_backend(session, name, version)
 
 
-#: Every py-cord from 2.5.0 plus the newest of each later minor; discord.py 2.3.2 and the
-#: newest of each later minor; nextcord's newest of each minor since 2.6 (PyPI, 2026-11).
-MATRIX = {
-    "pycord": ["2.5.0", "2.6.0", "2.6.1", "2.7.2", "2.8.1"],
-    "discordpy": ["2.3.2", "2.4.0", "2.5.2", "2.6.4", "2.7.1"],
-    "nextcord": ["2.6.0", "3.0.1", "3.1.1", "3.2.0"],
-}
-#: Extra requirements of a cell. nextcord 2.x imports pkg_resources (gone in setuptools 81).
-MATRIX_EXTRAS = {("nextcord", "2.6.0"): ["setuptools<81"]}
+#: Each library's releases in the version matrix (notetaker.libraries: the newest of each
+#: minor it covers, and py-cord's 2.6.0 and 2.6.1 both, the releases users fell back to).
+MATRIX = {lib.backend: list(lib.matrix) for lib in FACTS.LIBRARIES}
 
 
 def _library_requirement(name: str, version: str) -> str:
     """The library as its docs say to install it for voice: with the ``voice`` extra
-    (PyNaCl, and for nextcord 3.2 dave-py, its DAVE). nextcord before 3.2 pins
-    pynacl < 1.5 there, which conflicts with core's pynacl >= 1.5, so those cells go
-    without the extra and the native client uses core's PyNaCl 1.5."""
-    if name == "nextcord" and tuple(map(int, version.split("."))) < (3, 2):
-        return f"nextcord=={version}"
-    return f"{DISTRIBUTION[name]}[voice]=={version}"
+    (PyNaCl, and its DAVE where it has one), except where that extra conflicts with core
+    (nextcord before 3.2 pins pynacl < 1.5; the native client then uses core's PyNaCl)."""
+    return str(_release(name, version).voice_requirement)
 
 
 MATRIX_RESULTS = ROOT / "matrix" / "results"
 
 
-def _run_matrix_cell(session: nox.Session, name: str, version: str) -> None:
+def _run_matrix_cell(session: nox.Session, name: str, version: str, *, report: bool) -> None:
     """Install one library version with its backend and run the stack-check suite (both
-    transports) against the simulator; an install that fails is recorded, not raised."""
+    transports) against the simulator. An install that fails is recorded as the cell's
+    verdict ("cannot install"), which the gate (matrix_check, notified here) then fails
+    on unless matrix/expected.toml expects it. ``report``: rebuild the report and the
+    README's table first (a developer's full run); CI checks the committed ones instead."""
     MATRIX_RESULTS.mkdir(parents=True, exist_ok=True)
     out = MATRIX_RESULTS / f"{name}-{version}.json"
     cell = ["python", "matrix/cell.py", "--backend", name, "--version", version, "--out", str(out)]
-    session.notify("matrix_report")
+    if report:
+        session.notify("matrix_report")
+    session.notify("matrix_check")
     try:
         session.install(
             "./core",
@@ -207,7 +223,7 @@ def _run_matrix_cell(session: nox.Session, name: str, version: str) -> None:
             "./harness",
             f"./backends/{name}",
             _library_requirement(name, version),
-            *MATRIX_EXTRAS.get((name, version), []),
+            *_release(name, version).extra_requirements,
         )
     except nox.command.CommandFailed:
         session.run(*cell, "--install-failed", "pip could not install this combination")
@@ -218,21 +234,41 @@ def _run_matrix_cell(session: nox.Session, name: str, version: str) -> None:
 @nox.session
 @nox.parametrize(("python", "name", "version"), _cells(MATRIX))
 def matrix(session: nox.Session, name: str, version: str) -> None:
-    """The full version matrix: every library version x scenario x transport, one env each."""
-    _run_matrix_cell(session, name, version)
+    """The full version matrix: every library version x scenario x transport, one env
+    each; then the report, the README's table, and the gate against matrix/expected.toml."""
+    _run_matrix_cell(session, name, version, report=True)
 
 
 @nox.session
 @nox.parametrize(("python", "name", "version"), _cells({k: [v] for k, v in NEWEST.items()}))
 def matrix_ci(session: nox.Session, name: str, version: str) -> None:
-    """The matrix's CI slice: the newest release of each library."""
-    _run_matrix_cell(session, name, version)
+    """The matrix's CI slice: the newest release of each library; then the gate (expected
+    verdicts, and the README's table is current)."""
+    _run_matrix_cell(session, name, version, report=False)
 
 
 @nox.session(python=False)
 def matrix_report(session: nox.Session) -> None:
-    """Build matrix/matrix.json, matrix.md and matrix.html from the cells' results."""
-    session.run("python3", "matrix/report.py", str(MATRIX_RESULTS), "--out", "matrix")
+    """Build matrix/matrix.json, matrix.md, matrix.html and the README's matrix table from
+    the cells' results."""
+    session.run(
+        "python3",
+        "matrix/report.py",
+        str(MATRIX_RESULTS),
+        "--out",
+        "matrix",
+        "--readme",
+        "README.md",
+    )
+
+
+@nox.session(python=False)
+def matrix_check(session: nox.Session) -> None:
+    """The matrix as a regression gate: fails naming every cell whose verdict differs from
+    matrix/expected.toml (an unexpected pass too) and a README table that is stale."""
+    session.run(
+        "python3", "matrix/report.py", str(MATRIX_RESULTS), "--check", "--readme", "README.md"
+    )
 
 
 #: Releases users were told to fall back to: py-cord 2.6.1 strips the endpoint's port and

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import importlib.util
 import json
 import logging
 import platform
@@ -21,7 +22,22 @@ import time
 from pathlib import Path
 from typing import Any
 
-DISTRIBUTION = {"pycord": "py-cord", "discordpy": "discord.py", "nextcord": "nextcord"}
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _distributions() -> dict[str, str]:
+    """Backend plugin name -> distribution, from core's library facts, loaded by path: an
+    install that failed left no notetaker to import."""
+    path = ROOT / "core" / "notetaker" / "libraries.py"
+    spec = importlib.util.spec_from_file_location("notetaker_library_facts", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up there
+    spec.loader.exec_module(module)
+    return {lib.backend: lib.distribution for lib in module.LIBRARIES}
+
+
+DISTRIBUTION = _distributions()
 
 
 def _write(path: Path, data: dict[str, Any]) -> None:

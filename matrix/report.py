@@ -1,10 +1,19 @@
 """Build the version matrix report from the cells' JSON results.
 
-    python matrix/report.py matrix/results --out matrix
+    python matrix/report.py matrix/results --out matrix --readme README.md
 
-writes ``matrix.json`` (every cell, as run), ``matrix.md`` (one table per transport, for
-the README) and ``matrix.html`` (self-contained: a coloured grid of library version x
-scenario x transport, each cell linking to its close-code trace further down the page).
+writes ``matrix.json`` (every cell, as run), ``matrix.md`` (one table per transport),
+``matrix.html`` (self-contained: a coloured grid of library version x scenario x
+transport, each cell linking to its close-code trace further down the page) and the
+README's matrix table (between its markers).
+
+    python matrix/report.py matrix/results --check --readme README.md
+
+is the regression gate: it exits 1 and names every cell whose verdict differs from the
+expected one in ``matrix/expected.toml`` (an unexpected pass too, so the table changes on
+purpose), every expected cell that was not run, and a README table that is stale.
+``--write-expected`` rewrites ``expected.toml`` from the results, for a change of verdict
+that is meant.
 
 Standard library only, so it runs outside the cells' environments. Field reports from the
 libraries' issue trackers are a small table here; where the simulator's verdict for a
@@ -15,12 +24,35 @@ from __future__ import annotations
 
 import argparse
 import html
+import importlib.util
 import json
 import sys
+import tomllib
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from types import ModuleType
 from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+EXPECTED = ROOT / "matrix" / "expected.toml"
+README_BEGIN = "<!-- matrix table: written by matrix/report.py from matrix/results; do not edit -->"
+README_END = "<!-- end of matrix table -->"
+
+
+def _library_facts() -> ModuleType:
+    """core/notetaker/libraries.py by path (standard library only): the report runs
+    outside the cells' environments."""
+    path = ROOT / "core" / "notetaker" / "libraries.py"
+    spec = importlib.util.spec_from_file_location("notetaker_library_facts", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up there
+    spec.loader.exec_module(module)
+    return module
+
+
+FACTS = _library_facts()
 
 CHECKS = (
     "connect",
@@ -32,7 +64,7 @@ CHECKS = (
     "failover",
 )
 TRANSPORTS = ("native", "engine")
-LIBRARIES = ("py-cord", "discord.py", "nextcord")
+LIBRARIES = FACTS.DISCORD_LIBRARIES
 
 
 def _v(version: str) -> tuple[int, ...]:
@@ -104,15 +136,6 @@ FIELD_REPORTS: tuple[FieldReport, ...] = (
         "dave-required-4017",
         "closed 4017",
         "py-cord #3135: 4017 once Discord enforced DAVE (2026-03-02); DAVE came in 2.8.0",
-    ),
-    FieldReport(
-        "discord.py",
-        since("2.4.0"),
-        ">= 2.4.0",
-        "connect",
-        "connected",
-        "not a tracker report: shared/design/libraries.md says discord.py offers "
-        "aead_xchacha20_poly1305_rtpsize from 2.4",
     ),
     FieldReport(
         "nextcord",
@@ -330,15 +353,160 @@ def page(cells: list[dict[str, Any]], notes: list[dict[str, str]]) -> str:
     return "\n".join(out)
 
 
+# -- the gate -------------------------------------------------------------------------
+
+
+Key = tuple[str, str, str, str]  #: (library, version, transport, check)
+
+
+def verdict_of(cell: dict[str, Any], transport: str, check: str) -> str:
+    """The verdict a cell gives one check: its label, or why there is none."""
+    r = result_of(cell, transport, check)
+    if r is None:
+        return "cannot install" if cell.get("error") else "not run"
+    return str(r["label"])
+
+
+def load_expected(path: Path = EXPECTED) -> dict[Key, str]:
+    """``expected.toml``: ``["<library> <version>".<transport>]`` tables of check = label."""
+    data = tomllib.loads(path.read_text())
+    out: dict[Key, str] = {}
+    for name, transports in data.items():
+        library, _, version = name.rpartition(" ")
+        for transport, checks in transports.items():
+            for check, label in checks.items():
+                out[(library, version, transport, check)] = str(label)
+    return out
+
+
+def expected_text(cells: list[dict[str, Any]]) -> str:
+    """``expected.toml`` holding the verdicts of ``cells`` (for --write-expected)."""
+    lines = [
+        "# The version matrix's expected verdicts: what each library version does in each",
+        "# scenario on each transport. `python matrix/report.py matrix/results --check` fails",
+        "# on any cell that differs, an unexpected pass included. Change a verdict on",
+        "# purpose: edit it here, or rerun the matrix and `report.py ... --write-expected`.",
+    ]
+    for cell in cells:
+        for transport in TRANSPORTS:
+            lines.append("")
+            lines.append(f'["{_name(cell)}".{transport}]')
+            for check in CHECKS:
+                lines.append(f'{check} = "{verdict_of(cell, transport, check)}"')
+    return "\n".join(lines) + "\n"
+
+
+def differences(cells: list[dict[str, Any]], expected: dict[Key, str]) -> list[str]:
+    """One line per cell whose verdict is not the expected one, per expected cell that was
+    not run, and per verdict that has no expected one."""
+    by_name = {(c["library"], c["version"]): c for c in cells}
+    out = []
+    for (library, version, transport, check), want in sorted(
+        expected.items(),
+        key=lambda kv: (
+            LIBRARIES.index(kv[0][0]) if kv[0][0] in LIBRARIES else 9,
+            _v(kv[0][1]),
+            kv[0][2],
+            kv[0][3],
+        ),
+    ):
+        cell = by_name.get((library, version))
+        got = verdict_of(cell, transport, check) if cell else "not run"
+        if got != want:
+            r = result_of(cell, transport, check) if cell else None
+            why = f" ({r['cause']})" if r and r.get("cause") else ""
+            surprise = " (an unexpected pass: update expected.toml)" if r and r["ok"] else ""
+            out.append(
+                f"{library} {version} {transport} {check}: expected {want!r}, "
+                f"got {got!r}{surprise}{why}"
+            )
+    for cell in cells:
+        for transport in TRANSPORTS:
+            for check in CHECKS:
+                key = (cell["library"], cell["version"], transport, check)
+                if key not in expected and result_of(cell, transport, check) is not None:
+                    out.append(
+                        f"{_name(cell)} {transport} {check}: got "
+                        f"{verdict_of(cell, transport, check)!r}, no expected verdict "
+                        "(add it to matrix/expected.toml)"
+                    )
+    return out
+
+
+# -- the README's table ------------------------------------------------------------------
+
+
+def readme_table(cells: list[dict[str, Any]]) -> str:
+    """The README's matrix section body: the engine's summary and the native table."""
+    lines = [README_BEGIN, ""]
+    engine_bad = [
+        f"{_name(c)} {check} ({verdict_of(c, 'engine', check)})"
+        for c in cells
+        for check in CHECKS
+        if not ((r := result_of(c, "engine", check)) and r["ok"])
+    ]
+    if not engine_bad:
+        lines.append(
+            '**With `transport = "engine"` every version connects in every scenario and '
+            "records both speakers.** With each library's own voice client "
+            '(`transport = "native"`):'
+        )
+    else:
+        lines.append(
+            '**With `transport = "engine"` every version connects in every scenario and '
+            "records both speakers except: " + "; ".join(engine_bad) + ".** With each "
+            'library\'s own voice client (`transport = "native"`):'
+        )
+    lines.append("")
+    lines.append("| library | " + " | ".join(CHECKS) + " |")
+    lines.append("|---|" + "---|" * len(CHECKS))
+    for cell in cells:
+        row = [short(result_of(cell, "native", c), cell) for c in CHECKS]
+        lines.append(f"| {_name(cell)} | " + " | ".join(row) + " |")
+    lines.append("")
+    lines.append(README_END)
+    return "\n".join(lines)
+
+
+def with_readme_table(readme: str, table: str) -> str:
+    """``readme`` with the text between the markers replaced by ``table``."""
+    start, end = readme.find(README_BEGIN), readme.find(README_END)
+    if start < 0 or end < start:
+        raise ValueError(f"the README has no matrix markers ({README_BEGIN!r} ... {README_END!r})")
+    return readme[:start] + table + readme[end + len(README_END) :]
+
+
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("results", type=Path)
-    parser.add_argument("--out", type=Path, default=Path("matrix"))
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("results", type=Path, help="folder of the cells' JSON results")
+    parser.add_argument("--out", type=Path, default=Path("matrix"), help="where to write")
+    parser.add_argument(
+        "--check",
+        action="store_true",
+        help="write nothing; exit 1 naming every cell that differs from --expected "
+        "(and a stale --readme table)",
+    )
+    parser.add_argument("--expected", type=Path, default=EXPECTED, help="expected verdicts")
+    parser.add_argument(
+        "--write-expected", action="store_true", help="rewrite --expected from the results"
+    )
+    parser.add_argument("--readme", type=Path, help="the README whose matrix table to write")
     args = parser.parse_args(argv)
     cells = load_cells(args.results)
     if not cells:
         print(f"no results in {args.results}", file=sys.stderr)
         return 1
+    if args.check:
+        return _check(cells, args.results, args.expected, args.readme)
+    if args.write_expected:
+        args.expected.write_text(expected_text(cells))
+        print(f"wrote {args.expected} from {len(cells)} cells")
+        return 0
+    if args.readme is not None:
+        text = args.readme.read_text()
+        args.readme.write_text(with_readme_table(text, readme_table(cells)))
     notes = disagreements(cells)
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "matrix.json").write_text(
@@ -347,6 +515,32 @@ def main(argv: list[str] | None = None) -> int:
     (args.out / "matrix.md").write_text(markdown(cells, notes))
     (args.out / "matrix.html").write_text(page(cells, notes))
     print(markdown(cells, notes))
+    return 0
+
+
+def _check(
+    cells: list[dict[str, Any]], results: Path, expected_path: Path, readme: Path | None
+) -> int:
+    problems = differences(cells, load_expected(expected_path))
+    if readme is not None:
+        text = readme.read_text()
+        try:
+            stale = with_readme_table(text, readme_table(cells)) != text
+        except ValueError as exc:
+            problems.append(str(exc))
+        else:
+            if stale:
+                problems.append(
+                    f"{readme}: the matrix table is stale; run python matrix/report.py "
+                    f"{results} --readme {readme}"
+                )
+    for line in problems:
+        print(f"MISMATCH {line}")
+    n = sum(len(c.get("results", [])) for c in cells)
+    if problems:
+        print(f"{len(problems)} of the matrix's verdicts differ from {expected_path.name}")
+        return 1
+    print(f"all {n} verdicts of {len(cells)} cells are as expected")
     return 0
 
 

@@ -722,6 +722,7 @@ class NotetakerBot:
         parts.append(
             f"reconnects: {stats.get('reconnects', 0)}, resumes: {stats.get('resumes', 0)}"
         )
+        parts.append(session.info.describe())
         if meeting is None:
             parts.append("no notes are being taken")
         else:

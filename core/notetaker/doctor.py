@@ -20,11 +20,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from notetaker import libraries
 from notetaker.config import Settings
 
-#: The first release of each library whose own voice client offers DAVE
-#: (shared/design/libraries.md); none of them can hand notetaker audio under DAVE.
-FIRST_WITH_DAVE = {"py-cord": "2.8.0", "discord.py": "2.7.0", "nextcord": "3.2.0"}
 #: When Discord began closing voice connections without DAVE (voice-protocol.md section 3).
 DAVE_ENFORCED = "2026-03-02"
 #: The checks the doctor runs on the configured transport: the suite without the 10 s
@@ -61,15 +59,20 @@ class Finding:
     text: str
 
 
-def _at_least(version: str, first: str | None) -> bool:
-    def parts(v: str) -> tuple[int, ...]:
-        return tuple(int(p) for p in v.split(".") if p.isdigit())
+def _first_with_dave(library: str) -> str | None:
+    """The first release of ``library`` whose own voice client offers DAVE (none of them
+    can hand notetaker audio under DAVE)."""
+    known = libraries.BY_DISTRIBUTION.get(library)
+    return known.first_dave if known else None
 
-    return first is not None and parts(version) >= parts(first)
+
+def _has_dave(library: str, version: str) -> bool:
+    known = libraries.BY_DISTRIBUTION.get(library)
+    return known is not None and known.release(version).dave
 
 
 def _upgrade_hint(library: str) -> str:
-    first = FIRST_WITH_DAVE.get(library)
+    first = _first_with_dave(library)
     return f" or upgrade to {library} >= {first}" if first else ""
 
 
@@ -98,7 +101,7 @@ def verdict(results: Sequence[Any], transport: str) -> list[Finding]:
                     f"{DAVE_ENFORCED}): {today.cause}",
                 )
             )
-        elif today.code == 4017 and _at_least(version, FIRST_WITH_DAVE.get(library)):
+        elif today.code == 4017 and _has_dave(library, version):
             out.append(
                 Finding(
                     False,
@@ -118,6 +121,9 @@ def verdict(results: Sequence[Any], transport: str) -> list[Finding]:
             )
         else:
             out.append(Finding(False, f"{stack} cannot join today's Discord: {today.cause}; {fix}"))
+    link = next((r.link for r in mine if getattr(r, "link", "")), "")
+    if link:
+        out.append(Finding(None, f"voice link: {link}"))
     connect = by_check.get("connect")
     unreached: list[str] = []
     for name in DOCTOR_CHECKS:

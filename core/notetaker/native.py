@@ -21,7 +21,9 @@ import logging
 from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Any
 
+from notetaker import libraries
 from notetaker.errors import VoiceClosed, VoiceError, VoiceTimeout
+from notetaker.libraries import installed_version
 from notetaker.session import Closed, LinkInfo, VoiceEvent, VoiceLink
 from notetaker.sink import AudioSink
 
@@ -45,6 +47,16 @@ def close_code_of(exc: BaseException) -> int | None:
     return None
 
 
+def native_dave(distribution: str, version: str) -> bool:
+    """Whether the library's own voice client offers DAVE: the release has it
+    (:mod:`notetaker.libraries`) and what its DAVE needs is installed."""
+    known = libraries.BY_DISTRIBUTION.get(distribution)
+    if known is None or not known.release(version).dave:
+        return False
+    needs = known.dave_needs
+    return bool(installed_version(needs) or installed_version(needs.replace(".", "-")))
+
+
 class NativeLink(VoiceLink):
     """One guild's voice through the library's own ``VoiceClient``."""
 
@@ -64,7 +76,7 @@ class NativeLink(VoiceLink):
             library=self.kit.distribution,
             library_version=self.kit.version,
             can_receive=False,
-            dave=False,
+            dave=native_dave(self.kit.distribution, self.kit.version),
             notes=f"{self.kit.distribution}'s own voice client; receive through notetaker "
             "needs transport = engine",
         )

@@ -111,6 +111,21 @@ class LinkInfo:
     dave: bool  #: can negotiate DAVE protocol version >= 1
     notes: str = ""  #: one line on limits, e.g. "no voice receive in nextcord"
 
+    def describe(self) -> str:
+        """One line for `/notesstatus` and doctor: which transport, through which library,
+        and what it can do."""
+        library = f"{self.library} {self.library_version}".strip() or "an unknown library"
+        via = (
+            f"notetaker's voice engine through {library}"
+            if self.transport == "engine"
+            else f"{library}'s own voice client"
+        )
+        can = [
+            "records" if self.can_receive else "cannot record",
+            "DAVE" if self.dave else "no DAVE",
+        ]
+        return f"{self.transport} transport ({via}): " + ", ".join(can)
+
 
 class VoiceLink(ABC):
     """One guild's voice connection mechanics, without any reconnect logic.
@@ -177,6 +192,11 @@ class VoiceSession(ABC):
 
     guild_id: int
     channel_id: int | None
+
+    @property
+    @abstractmethod
+    def info(self) -> LinkInfo:
+        """What the session's link can do (its transport, library, receive, DAVE)."""
 
     @property
     @abstractmethod

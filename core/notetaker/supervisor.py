@@ -37,6 +37,7 @@ from notetaker.errors import VoiceClosed, VoiceError, VoiceStopped, VoiceTimeout
 from notetaker.policy import Action, Decision, ReconnectPolicy
 from notetaker.session import (
     Closed,
+    LinkInfo,
     Reconnected,
     Resumed,
     ServerUpdate,
@@ -204,6 +205,10 @@ class Supervisor(VoiceSession):
         self._deadline: float | None = None  # ...until this clock time (None: no timer)
 
     # -- VoiceSession -------------------------------------------------------------------
+
+    @property
+    def info(self) -> LinkInfo:
+        return self._link.info
 
     @property
     def state(self) -> VoiceState:

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import importlib
 import logging
 import tempfile
 import time
@@ -28,10 +27,10 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from notetaker_harness.audio_check import SpeakerAudio, judge
+
 log = logging.getLogger(__name__)
 
-#: Backend plugin name -> discordsim.testing module that points its library at the simulator.
-HELPERS = {"pycord": "pycord", "discordpy": "discordpy", "nextcord": "nextcord"}
 TRANSPORTS = ("native", "engine")
 #: Reconnect policy for the suite: the production table, with short waits and a small
 #: budget so that a stack that can never connect gives up in seconds, not minutes.
@@ -47,6 +46,9 @@ CONNECT_LIMIT = 30.0
 PORT_443_TRIES = 3
 PORT_443_WAIT = 10.0
 RECOVER_LIMIT = 15.0
+#: The receive check's scripted speakers and the tone each plays: different enough that
+#: one speaker's audio under another's name is caught.
+TONES = {"bob": 330.0, "carol": 550.0}
 
 
 @dataclass(frozen=True)
@@ -123,18 +125,25 @@ class Result:
     trace: list[dict[str, Any]] = field(default_factory=list)
     #: frames received per speaker name (receive check, engine transport); None: not measured
     audio: dict[str, int] | None = None
+    #: per speaker: frames sent and received, the tone sent and the one decoded
+    speech: dict[str, SpeakerAudio] | None = None
     events: list[str] = field(default_factory=list)
     #: why the run proves nothing about the stack (the simulator could not set it up)
     inconclusive: str | None = None
+    #: what the session's link says it can do (LinkInfo.describe()), "" if never opened
+    link: str = ""
     seconds: float = 0.0
 
     @property
     def ok(self) -> bool:
         """Connected at the end, and for the receive check on a receiving transport, every
-        speaker's audio arrived."""
+        speaker's audio arrived: at least 90 % of the frames sent, decoding to the tone
+        that was sent (:mod:`notetaker_harness.audio_check`)."""
         if self.outcome != "connected" or self.inconclusive:
             return False
-        return self.audio is None or all(n > 0 for n in self.audio.values())
+        if self.audio is None:
+            return True
+        return bool(self.speech) and all(a.ok for a in (self.speech or {}).values())
 
     @property
     def label(self) -> str:
@@ -144,7 +153,11 @@ class Result:
         if self.outcome == "closed":
             return f"closed {self.code}" if self.code is not None else "closed"
         if self.outcome == "connected" and self.audio is not None:
-            return "recorded" if self.ok else "no audio"
+            if self.speech is None or not self.speech:
+                return "no audio"
+            verdicts = [a.verdict for a in self.speech.values()]
+            bad = [v for v in verdicts if v != "recorded"]
+            return bad[0] if bad else "recorded"
         return self.outcome
 
     def to_json(self) -> dict[str, Any]:
@@ -309,6 +322,7 @@ async def _stack(
     """A simulator (main + voice) running ``check``'s scenario with the backend logged in."""
     from discordsim.app import Simulator
     from discordsim.scenarios import get
+    from discordsim.testing import helper_module
     from discordsim.voice.server import VoiceServer
     from discordsim.world import VoiceStateRec, World
     from notetaker import plugins
@@ -320,8 +334,8 @@ async def _stack(
     world.voice_states[alice.id] = VoiceStateRec(alice.id, world.voice_channel.id, "alice-sess")
     for spec in speakers:
         world.add_user(spec.name)
-    helper = importlib.import_module(f"discordsim.testing.{HELPERS[backend_name]}")
     spec = plugins.load().backend(backend_name)
+    helper = helper_module(spec.libraries[0])
     settings = Settings(
         backend=backend_name, transport=transport, data_dir=data_dir, policy=dict(POLICY)
     )
@@ -421,10 +435,10 @@ async def _run_check(
             from discordsim.voice.participants import write_tone as _tone
 
             speakers = [
-                ParticipantSpec("bob", _tone(Path(tmp) / "bob.wav", 330, check.speech_s), 0, 0.3),
                 ParticipantSpec(
-                    "carol", _tone(Path(tmp) / "carol.wav", 550, check.speech_s), 0, 0.6
-                ),
+                    name, _tone(Path(tmp) / f"{name}.wav", hz, check.speech_s), 0, start
+                )
+                for (name, hz), start in zip(TONES.items(), (0.3, 0.6), strict=True)
             ]
         try:
             async with _stack(backend_name, transport, check, speakers, Path(tmp) / "data") as (
@@ -435,6 +449,7 @@ async def _run_check(
                 since = len(sim.record)
                 bot_id = sim.world.bot.id
                 session = backend.open_session(sim.world.guild_id)
+                result.link = session.info.describe()
                 sub = session.events()
                 seen: list[Any] = []
                 try:
@@ -449,19 +464,27 @@ async def _run_check(
                                 result.audio = {}
                             except VoiceError as exc:
                                 detail = str(exc)
+                            sent = {}
                             for spec in speakers:
                                 user = sim.world.user(spec.name)
-                                await sim.record.wait_for(
+                                done = await sim.record.wait_for(
                                     "voice.participant_done",
                                     timeout=check.speech_s + 10,
                                     after=since,
                                     user_id=user.id,
                                 )
+                                sent[spec.name] = int(done["sent"])
                             if result.audio is not None:
                                 frames = sink.by_user()
-                                result.audio = {
-                                    s.name: len(frames.get(sim.world.user(s.name).id, []))
+                                got = {
+                                    s.name: [
+                                        f.opus for f in frames.get(sim.world.user(s.name).id, [])
+                                    ]
                                     for s in speakers
+                                }
+                                result.audio = {name: len(f) for name, f in got.items()}
+                                result.speech = {
+                                    name: judge(sent[name], got[name], TONES[name]) for name in got
                                 }
                         if check.midcall is not None:
                             await sim.record.wait_for(
@@ -527,8 +550,10 @@ async def _run_check(
     if check.speech_s and result.outcome == "connected":
         if result.audio is None:
             result.cause += "; no audio to notetaker (native voice client has no receive seam)"
-        else:
-            result.cause += "; frames " + ", ".join(f"{k} {v}" for k, v in result.audio.items())
+        elif result.speech is not None:
+            result.cause += "; " + ", ".join(
+                f"{k} {a.describe()}" for k, a in result.speech.items()
+            )
     return result
 
 
@@ -573,15 +598,15 @@ def installed_stack(backend: str | None = None) -> tuple[str, str, str]:
     from importlib import metadata
 
     from discordsim.testing import installed_library
-    from notetaker import plugins
+    from notetaker import libraries, plugins
 
     found = plugins.load()
     if backend is None:
-        by_dist = {"py-cord": "pycord", "discord.py": "discordpy", "nextcord": "nextcord"}
         library = installed_library()
-        if library is None or by_dist[library] not in found.backends.names():
+        known = libraries.BY_DISTRIBUTION.get(library or "")
+        if known is None or known.backend not in found.backends.names():
             raise RuntimeError("no notetaker backend with its Discord library is installed")
-        backend = by_dist[library]
+        backend = known.backend
     spec = found.backends.get(backend)
     if spec is None:
         raise RuntimeError(f"backend {backend!r} is not installed")

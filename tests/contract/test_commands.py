@@ -7,7 +7,12 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
+
+from notetaker import libraries
 from notetaker.bot import COMMANDS
+from notetaker.libraries import installed_discord_libraries
+from notetaker.native import native_dave
 
 EPHEMERAL = 1 << 6
 
@@ -61,7 +66,20 @@ async def test_optout_is_remembered_per_guild_and_optin_undoes_it(running: Any) 
     assert running.guest.id not in running.backend.bot.consent.opted_out(guild)
 
 
-async def test_joinvoice_then_status_then_leave(running: Any) -> None:
+def _link_line(transport: str) -> str:
+    """What /notesstatus must say of the link, from the library facts (not from the link)."""
+    ((dist, version),) = installed_discord_libraries().items()
+    if transport == "engine":
+        return (
+            f"engine transport (notetaker's voice engine through {dist} {version}): records, DAVE"
+        )
+    dave = "DAVE" if native_dave(dist, version) else "no DAVE"
+    assert libraries.release(dist, version).dave == (dave == "DAVE")  # dave.py is installed
+    return f"native transport ({dist} {version}'s own voice client): cannot record, {dave}"
+
+
+@pytest.mark.parametrize("transport", ["engine", "native"], indirect=True)
+async def test_joinvoice_then_status_then_leave(running: Any, transport: str) -> None:
     r = running
     inv = await r.sim.invoke("joinvoice", user=r.organiser)
     await inv.wait(lambda resp: "Joined" in _text(resp), timeout=20)
@@ -70,6 +88,7 @@ async def test_joinvoice_then_status_then_leave(running: Any) -> None:
     inv = await r.sim.invoke("notesstatus", user=r.guest)
     status = _text(await inv.callback())
     assert "Voice: connected" in status and "no notes are being taken" in status
+    assert _link_line(transport) in status
     inv = await r.sim.invoke("leave", user=r.guest)
     assert "Left the voice channel" in _text(await inv.callback())
     await r.sim.record.wait_for(

@@ -15,21 +15,18 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from notetaker import doctor
+from notetaker import doctor, libraries
 from notetaker.cli import cli
 from notetaker.config import Settings
 
 BACKEND = os.environ.get("NOTETAKER_TEST_BACKEND") or ""
-LIBRARY = {"pycord": "py-cord", "discordpy": "discord.py", "nextcord": "nextcord"}.get(BACKEND, "")
-
-
-def _version(v: str) -> tuple[int, ...]:
-    return tuple(int(p) for p in v.split(".") if p.isdigit())
+FACTS = libraries.BY_BACKEND[BACKEND] if BACKEND else None
+LIBRARY = FACTS.distribution if FACTS else ""
 
 
 def _has_dave() -> bool:
-    installed = metadata.version(LIBRARY)
-    return _version(installed) >= _version(doctor.FIRST_WITH_DAVE[LIBRARY])
+    assert FACTS is not None
+    return FACTS.release(metadata.version(LIBRARY)).dave
 
 
 def _settings(tmp_path: Path, transport: str) -> Settings:
@@ -50,9 +47,13 @@ def test_native_verdict_names_dave_exactly_when_the_library_lacks_it(tmp_path: P
         assert today.ok is False
         assert f"{LIBRARY} {version} has no DAVE: Discord closes it with 4017" in today.text
         assert "use transport=engine" in today.text
-        assert f"upgrade to {LIBRARY} >= {doctor.FIRST_WITH_DAVE[LIBRARY]}" in today.text
+        assert FACTS is not None
+        assert f"upgrade to {LIBRARY} >= {FACTS.first_dave}" in today.text
     # The advice to switch is backed by a run of the engine on the same library version.
     assert engine.ok is True and "with transport=engine it joins" in engine.text
+    dave = "DAVE" if _has_dave() else "no DAVE"
+    link = f"voice link: native transport ({LIBRARY} {version}'s own voice client): "
+    assert (None, f"{link}cannot record, {dave}") in [(f.ok, f.text) for f in findings]
 
 
 def test_engine_stack_is_reported_as_working(tmp_path: Path) -> None:
@@ -61,8 +62,11 @@ def test_engine_stack_is_reported_as_working(tmp_path: Path) -> None:
     assert "joins voice on today's Discord" in findings[0].text
     failed = [f.text for f in findings if f.ok is False]
     assert not failed
+    version = metadata.version(LIBRARY)
+    link = f"voice link: engine transport (notetaker's voice engine through {LIBRARY} {version})"
+    assert (None, f"{link}: records, DAVE") in [(f.ok, f.text) for f in findings]
     # every check of the doctor's suite reported
-    reported = {f.text.split(":")[0] for f in findings[1:]}
+    reported = {f.text.split(":")[0] for f in findings[1:] if f.ok is not None}
     assert reported == set(doctor.DOCTOR_CHECKS) - {doctor.TODAY}
 
 

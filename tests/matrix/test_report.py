@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import shutil
 import sys
 from pathlib import Path
 from types import ModuleType
 from typing import Any
+
+import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -91,3 +94,99 @@ def test_report_flags_disagreement_and_links_every_cell(tmp_path: Path) -> None:
             a = report.anchor(cell, r["transport"], r["check"])
             assert f"href='#{a}'" in page and f"id='{a}'" in page
     assert "<script" not in page and "http" not in page.split("<body>")[1]
+
+
+# -- the gate ---------------------------------------------------------------------------
+
+
+def _copy_results(tmp_path: Path) -> Path:
+    out = tmp_path / "results"
+    shutil.copytree(ROOT / "matrix" / "results", out)
+    return out
+
+
+def _check(report: ModuleType, results: Path, *extra: str) -> int:
+    return int(report.main([str(results), "--check", *extra]))
+
+
+def test_the_committed_results_pass_the_gate_and_the_readme_table_is_current() -> None:
+    """What CI runs after the matrix slice; a README table left stale fails here."""
+    report = _report()
+    readme = ROOT / "README.md"
+    assert _check(report, ROOT / "matrix" / "results", "--readme", str(readme)) == 0
+    cells = report.load_cells(ROOT / "matrix" / "results")
+    assert report.readme_table(cells) in readme.read_text()
+
+
+def _flip(results: Path, name: str, transport: str, check: str, label: str, ok: bool) -> None:
+    path = results / f"{name}.json"
+    cell = json.loads(path.read_text())
+    (r,) = [r for r in cell["results"] if (r["transport"], r["check"]) == (transport, check)]
+    r.update(label=label, ok=ok, cause="flipped by the test")
+    path.write_text(json.dumps(cell))
+
+
+def test_a_flipped_cell_fails_the_gate_naming_it(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    report = _report()
+    results = _copy_results(tmp_path)
+    assert _check(report, results) == 0
+    capsys.readouterr()
+    newest = report.FACTS.BY_BACKEND["discordpy"].newest
+    _flip(results, f"discordpy-{newest}", "native", "dave-required-4017", "closed 4017", False)
+    assert _check(report, results) == 1
+    out = capsys.readouterr().out
+    mismatches = [line for line in out.splitlines() if line.startswith("MISMATCH")]
+    assert mismatches == [
+        f"MISMATCH discord.py {newest} native dave-required-4017: expected 'connected', "
+        "got 'closed 4017' (flipped by the test)"
+    ]
+
+
+def test_an_unexpected_pass_fails_the_gate_too(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    report = _report()
+    results = _copy_results(tmp_path)
+    _flip(results, "pycord-2.6.1", "native", "dave-required-4017", "connected", True)
+    assert _check(report, results) == 1
+    out = capsys.readouterr().out
+    assert (
+        "MISMATCH py-cord 2.6.1 native dave-required-4017: expected 'closed 4017', got "
+        "'connected' (an unexpected pass: update expected.toml)" in out
+    )
+
+
+def test_a_cell_not_run_or_without_an_expected_verdict_fails_the_gate(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    report = _report()
+    results = _copy_results(tmp_path)
+    (results / "pycord-2.5.0.json").unlink()
+    cell = json.loads((results / "pycord-2.8.1.json").read_text())
+    cell["version"] = "2.9.0"
+    (results / "pycord-2.9.0.json").write_text(json.dumps(cell))
+    assert _check(report, results) == 1
+    out = capsys.readouterr().out
+    assert "MISMATCH py-cord 2.5.0 native connect: expected 'error', got 'not run'" in out
+    assert "MISMATCH py-cord 2.9.0 engine receive: got 'recorded', no expected verdict" in out
+
+
+def test_a_stale_readme_table_fails_the_gate(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    report = _report()
+    results = _copy_results(tmp_path)
+    readme = tmp_path / "README.md"
+    readme.write_text((ROOT / "README.md").read_text())
+    assert _check(report, results, "--readme", str(readme)) == 0
+    _flip(results, "pycord-2.7.2", "native", "failover", "error", False)
+    (tmp_path / "expected.toml").write_text(report.expected_text(report.load_cells(results)))
+    expected = ["--expected", str(tmp_path / "expected.toml")]
+    assert _check(report, results, *expected, "--readme", str(readme)) == 1
+    assert "the matrix table is stale" in capsys.readouterr().out
+    # Writing the report brings the table up to date; the gate passes again.
+    assert report.main([str(results), "--out", str(tmp_path / "out"), "--readme", str(readme)]) == 0
+    assert _check(report, results, *expected, "--readme", str(readme)) == 0
+    assert "| py-cord 2.7.2 |" in readme.read_text()
