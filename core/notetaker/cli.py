@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import sys
 from pathlib import Path
@@ -123,22 +124,32 @@ def config_cmd(ctx: click.Context) -> None:
     default=True,
     help="With a token set, check it and the intents against Discord (the token is never shown).",
 )
+@click.option(
+    "-v",
+    "--verbose",
+    is_flag=True,
+    help="Show the checks' log lines (the engine's, the library's) on the screen too; "
+    "without it they go to DATA_DIR/doctor.log.",
+)
 @click.pass_context
-def doctor_cmd(ctx: click.Context, live: bool, token_check: bool) -> None:
+def doctor_cmd(ctx: click.Context, live: bool, token_check: bool, verbose: bool) -> None:
     """Check this installation: config, backend and library, libopus, davey, data dir, and
-    what the backend and library meet on today's Discord (live, against the simulator)."""
+    what the backend and library meet on today's Discord (live, against the simulator).
+
+    It prints one verdict line per check; exit status 1 if any check failed."""
     import asyncio
 
     from notetaker import doctor
 
     settings = _settings(ctx)
+    log_path = None if verbose else _log_to_file(settings, "doctor.log")
     problems = 0
 
     def line(ok: bool | None, text: str) -> None:
         nonlocal problems
         problems += 0 if ok is not False else 1
         mark = {True: "[green]ok [/]", False: "[red]FAIL[/]", None: "[blue]note[/]"}[ok]
-        console.print(f"{mark} {text}")
+        console.print(f"{mark} {text}", soft_wrap=True)  # one line per verdict, for grep
 
     found = plugins.load()
     for info in found.failed:
@@ -169,11 +180,30 @@ def doctor_cmd(ctx: click.Context, live: bool, token_check: bool) -> None:
         for finding in asyncio.run(doctor.token_report(token)):
             line(finding.ok, finding.text)
     if live and spec is not None:
-        console.print(f"live check: {spec.name} on transport {settings.transport} ...")
+        console.print(
+            f"live check: {spec.name} on transport {settings.transport} ...", soft_wrap=True
+        )
         for finding in doctor.live_report(settings):
             line(finding.ok, finding.text)
     console.print("all checks passed" if not problems else f"{problems} problem(s) found")
+    if log_path is not None:
+        console.print(f"log of the checks: {log_path} (or run with -v)", soft_wrap=True)
     sys.exit(1 if problems else 0)
+
+
+def _log_to_file(settings: Settings, name: str) -> Path | None:
+    """Send the log (and Python warnings) to ``DATA_DIR/name`` instead of the screen, so
+    that the screen shows verdicts only. Where the file cannot be written, only errors
+    reach the screen."""
+    logging.captureWarnings(True)
+    path = Path(settings.data_dir) / name
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        setup_logging(settings.log_level, settings.log_format, path=path)
+    except OSError:
+        setup_logging("ERROR", settings.log_format)
+        return None
+    return path
 
 
 def _index(settings: Settings) -> Any:

@@ -20,6 +20,7 @@ import re
 import sys
 import threading
 import time
+from pathlib import Path
 from typing import Any
 
 REDACTED = "[REDACTED]"
@@ -121,13 +122,21 @@ def _extras(record: logging.LogRecord) -> dict[str, Any]:
     return {k: v for k, v in vars(record).items() if k not in _STANDARD_ATTRS}
 
 
-def setup_logging(level: str = "INFO", fmt: str = "text", stream: Any = None) -> logging.Handler:
-    """Install one redacting handler on the root logger (replacing ours if present)."""
+def setup_logging(
+    level: str = "INFO", fmt: str = "text", stream: Any = None, *, path: Path | None = None
+) -> logging.Handler:
+    """Install one redacting handler on the root logger (replacing ours if present):
+    to ``path`` (a file, truncated) if given, else to ``stream`` (default stderr)."""
     root = logging.getLogger()
     for h in list(root.handlers):
         if getattr(h, "_notetaker", False):
             root.removeHandler(h)
-    handler = logging.StreamHandler(stream or sys.stderr)
+            h.close()  # a file handler closes its file; a stream handler leaves stderr open
+    handler: logging.Handler = (
+        logging.FileHandler(path, mode="w", encoding="utf-8")
+        if path is not None
+        else logging.StreamHandler(stream or sys.stderr)
+    )
     handler.setFormatter(JsonFormatter() if fmt == "json" else TextFormatter())
     handler.addFilter(RedactingFilter())
     handler._notetaker = True  # type: ignore[attr-defined]

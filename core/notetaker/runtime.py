@@ -44,7 +44,8 @@ from notetaker.policy import ReconnectPolicy
 from notetaker.session import VoiceLink, VoiceSession
 from notetaker.startup import PRIVILEGED_INTENTS, intents_refused, login_with_retry, token_rejected
 from notetaker.supervisor import Supervisor
-from notetaker.voice.gateway import DaveHandler, VoiceCredentials
+from notetaker.voice.dave_hook import DaveHandler
+from notetaker.voice.session_state import VoiceCredentials
 
 log = logging.getLogger(__name__)
 
@@ -256,7 +257,8 @@ class LibraryBackend(ABC):
                 user_id=int(self.client.user.id),
                 ssl_context=self.voice_ssl,
                 dave=dave_handler,
-                library=f"{self.kit.distribution} {self.kit.version}",
+                library=self.kit.distribution,
+                library_version=self.kit.version,
             )
             adapter.attach(link)
         else:

@@ -23,7 +23,6 @@ pytest.importorskip("notetaker")
 from discordsim.app import Simulator
 from discordsim.dave_participant import OPUS_SILENCE
 from discordsim.scenarios import SCENARIOS, Scenario
-from notetaker_harness.engine_rig import engine_rig, watched_sink
 from discordsim.voice.dave_delivery import MlsDelivery
 from discordsim.voice.participants import ParticipantSpec, decode_pcm
 from discordsim.voice.participants import write_tone as tone
@@ -33,9 +32,11 @@ from notetaker.policy import DEFAULT_RULES, ReconnectPolicy
 from notetaker.sink import AudioFrame, CaptureSink
 from notetaker.supervisor import Supervisor
 from notetaker.voice.dave import DAVE_MARKER, DaveProtocolHandler
-from notetaker.voice.gateway import DaveHandler, VoiceCredentials
+from notetaker.voice.dave_hook import DaveHandler
 from notetaker.voice.link import EngineLink
 from notetaker.voice.opus import Decoder
+from notetaker.voice.session_state import VoiceCredentials
+from notetaker_harness.engine_rig import engine_rig, watched_sink
 
 POLICY = ReconnectPolicy(base_delay=0.05, max_delay=0.2, reset_wait=0.05, move_grace=0.3)
 WAIT = 20.0

@@ -36,10 +36,10 @@ discordsim = pytest.importorskip("discordsim")
 from discordsim.app import Simulator  # noqa: E402
 from discordsim.record import Entry  # noqa: E402
 from discordsim.scenarios import MODERN_MODES, SCENARIOS, Scenario  # noqa: E402
-from notetaker_harness.engine_rig import MainGatewayClient, engine_rig, watched_sink  # noqa: E402
 from discordsim.voice.gateway import VoiceSession  # noqa: E402
 from discordsim.voice.participants import ParticipantSpec, write_tone  # noqa: E402
 from discordsim.voice.server import VoiceServer  # noqa: E402
+from notetaker_harness.engine_rig import MainGatewayClient, engine_rig, watched_sink  # noqa: E402
 
 #: Fast, but the same table as production.
 POLICY = ReconnectPolicy(base_delay=0.05, max_delay=0.2, reset_wait=0.05, move_grace=0.3)

@@ -34,8 +34,8 @@ pytest.importorskip("discordsim")
 pytest.importorskip("av", reason="needs discordsim[media]")
 
 from discordsim.scenarios import SCENARIOS
-from notetaker_harness.engine_rig import engine_rig, watched_sink
 from discordsim.voice.participants import ParticipantSpec, write_tone
+from notetaker_harness.engine_rig import engine_rig, watched_sink
 
 pytestmark = pytest.mark.slow
 

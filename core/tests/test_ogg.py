@@ -243,10 +243,19 @@ def test_every_page_written_leaves_a_valid_stream() -> None:
     """What a SIGKILL right after any page write leaves behind parses and is whole."""
     buf = KeepOpen()
     writer = OggOpusWriter(buf, serial=1, max_packets=10)
+    written_at = []
     for i in range(1, 101):
-        if writer.add(OPUS_SILENCE, i * 960):
-            pages = parse_pages(buf.getvalue())
+        before = len(buf.getvalue())
+        wrote = writer.add(OPUS_SILENCE, i * 960)
+        assert wrote == (len(buf.getvalue()) > before)  # True exactly when bytes went out
+        pages = parse_pages(buf.getvalue())
+        if wrote:
+            written_at.append(i)
             assert pages[-1]["granule"] == i * 960 == writer.flushed_granule
+        else:  # between page writes the file still ends on the last whole page
+            assert pages[-1]["granule"] == writer.flushed_granule == (i // 10) * 10 * 960
+    # 10 packets a page (and 9600 samples, under page_samples): a page after every 10th.
+    assert written_at == list(range(10, 101, 10))
 
 
 # -- Opus packet durations ------------------------------------------------------------------

@@ -12,14 +12,10 @@ from hypothesis import strategies as st
 from notetaker.errors import VoiceError
 from notetaker.session import VoiceEvent
 from notetaker.voice.adapter import Endpoint, parse_endpoint
-from notetaker.voice.gateway import (
-    DaveHandler,
-    GatewayState,
-    SinkSwitch,
-    VoiceCredentials,
-    VoiceGateway,
-    VoiceSessionState,
-)
+from notetaker.voice.dave_hook import DaveHandler
+from notetaker.voice.gateway import TRANSITIONS, GatewayState, VoiceGateway
+from notetaker.voice.session_state import VoiceCredentials, VoiceSessionState
+from notetaker.voice.sink_switch import SinkSwitch
 from notetaker.voice.udp import VoiceUdp
 
 KEYS = [
@@ -85,12 +81,27 @@ async def _no_udp(host: str, port: int, feed: Any) -> VoiceUdp:
     raise VoiceError("fuzz: no network")
 
 
+def _walk_to(gateway: VoiceGateway, target: GatewayState) -> None:
+    """Put ``gateway`` in ``target`` without a server, one legal transition at a time."""
+    paths: dict[GatewayState, list[GatewayState]] = {gateway.state: []}
+    queue = [gateway.state]
+    while queue and target not in paths:
+        state = queue.pop(0)
+        for nxt in sorted(TRANSITIONS[state], key=lambda s: s.value):
+            if nxt not in paths:
+                paths[nxt] = [*paths[state], nxt]
+                queue.append(nxt)
+    assert target in paths, f"{target} is not reachable from {gateway.state}"
+    for step in paths[target]:
+        gateway._set_state(step)
+
+
 async def _run(state: GatewayState, resume: bool, inputs: list[str | bytes]) -> VoiceGateway:
     creds = VoiceCredentials(1, 2, 3, "session", "fuzz-voice-token", Endpoint("127.0.0.1", 9))
     session = VoiceSessionState(creds, SinkSwitch())
     events: list[VoiceEvent] = []
     gateway = VoiceGateway(session, attempt=1, resume=resume, emit=events.append, open_udp=_no_udp)
-    gateway._set_state(state)  # reach every state without a server
+    _walk_to(gateway, state)
     try:
         for item in inputs:
             if isinstance(item, bytes):
@@ -165,7 +176,7 @@ async def test_dave_frames_reach_the_dave_handler_and_advance_seq() -> None:
     dave = RecordingDave()
     session = VoiceSessionState(creds, SinkSwitch(), dave=dave)
     gateway = VoiceGateway(session, attempt=1, resume=False, emit=lambda e: None)
-    gateway._set_state(GatewayState.SELECTING)
+    _walk_to(gateway, GatewayState.SELECTING)
     try:
         await gateway.handle_binary(b"\x01\x02\x19external-sender")  # seq 258, op 25
         await gateway.handle_text(json.dumps({"op": 24, "d": {"epoch": 1}, "seq": 300}))

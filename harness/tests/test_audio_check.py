@@ -1,4 +1,4 @@
-""""recorded" in the matrix: at least 90 % of the frames sent arrived and they decode to
+"""The matrix's "recorded": at least 90 % of the frames sent arrived and they decode to
 the tone that was sent. Frames are made here with real libopus."""
 
 from __future__ import annotations

@@ -54,8 +54,21 @@ async def test_reconnect_keeps_one_track_per_speaker_with_a_marked_gap(
     assert recorded.channel_name == r.sim.world.voice_channel.name  # for display; paths use ids
     assert sorted(t.user_id for t in recorded.tracks) == sorted(u.id for u in r.speakers)
     assert len({t.path for t in recorded.tracks}) == len(r.speakers)  # continued, not new files
-    reconnects = [e for e in recorded.events if e.kind == "reconnect"]
-    assert len(reconnects) == 1 and reconnects[0].count >= 0
+    # The gap is marked: one reconnect event, inside the meeting, whose count is how long
+    # the connection was down (a new TLS handshake cannot be 0 ms), and every speaker's
+    # track is re-anchored for it once audio comes back.
+    (reconnect,) = [e for e in recorded.events if e.kind == "reconnect"]
+    (close,) = [e for e in recorded.events if e.kind == "close"]
+    assert reconnect.at_ms is not None and close.at_ms is not None
+    assert 0 < reconnect.at_ms < close.at_ms
+    assert reconnect.count > 0
+    reanchored = {
+        e.user_id: e.at_ms
+        for e in recorded.events
+        if e.kind == "reanchor" and e.detail == "reconnect"
+    }
+    assert sorted(reanchored) == sorted(u.id for u in r.speakers)
+    assert all(at is not None and at >= reconnect.at_ms for at in reanchored.values())
     for track in recorded.tracks:
         with av.open(str(track.path)) as container:
             seconds = sum(f.samples for f in container.decode(audio=0)) / 48_000

@@ -83,6 +83,18 @@ def test_cli_doctor_prints_the_live_verdict_and_never_the_token(tmp_path: Path) 
     assert secret not in out
     assert "live check:" in out and "libopus loads" in out and "davey loads" in out
     assert ("has no DAVE" in out) is not _has_dave()
+    # Verdict lines only: the engine's and the library's log lines went to the log file.
+    verdicts = ("ok ", "FAIL ", "note ", "live check: ", "all checks passed", "log of the")
+    others = [ln for ln in out.splitlines() if ln and not ln.startswith(verdicts)]
+    assert others == [] or others == [f"{out.count('FAIL')} problem(s) found"], others
+    log = tmp_path / "data" / "doctor.log"
+    assert f"log of the checks: {log}" in out
+    logged = log.read_text()
+    assert " INFO    notetaker." in logged and secret not in logged
+    # With -v the same lines reach the screen, redacted.
+    verbose = CliRunner().invoke(cli, ["doctor", "--no-token-check", "-v"], env=env).output
+    assert " INFO    notetaker." in verbose and secret not in verbose
+    assert "log of the checks" not in verbose
 
 
 async def test_token_check_against_the_simulator(tmp_path: Path) -> None:

@@ -12,7 +12,7 @@ Three pieces:
   Opus frame with that speaker's ratchet, passes unmarked frames through only while that
   is legitimate, and counts failures per reason instead of passing garbage on as audio.
 * :class:`DaveProtocolHandler` plugs both into the voice gateway's
-  :class:`~notetaker.voice.gateway.DaveHandler` hooks.
+  :class:`~notetaker.voice.dave_hook.DaveHandler` hooks.
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ from typing import Any
 import davey
 
 from notetaker.errors import DecryptError
-from notetaker.voice.gateway import DaveHandler
+from notetaker.voice.dave_hook import DaveHandler
 from notetaker.voice.pipeline import FrameDecryptor
 
 log = logging.getLogger(__name__)

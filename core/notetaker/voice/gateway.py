@@ -1,14 +1,11 @@
-"""The voice WebSocket gateway client, version 8 (voice-protocol.md section 2).
+"""The voice WebSocket client, version 8 (voice-protocol.md section 2).
 
-Two objects, because a Resume keeps one and replaces the other:
-
-* :class:`VoiceSessionState` is one voice session: credentials, SSRC, UDP socket, key,
-  receive pipeline, SSRC map and the last ``seq`` seen. Identify creates one; Resume
-  reuses it (same SSRC, key and socket); a new session closes it.
-* :class:`VoiceGateway` is one WebSocket: Hello, Identify or Resume, Ready, IP discovery,
-  Select Protocol, Session Description, Speaking(0), then heartbeats and server ops until
-  either side closes. Its :class:`GatewayState` changes only through one setter, which
-  logs one line per transition.
+:class:`VoiceGateway` is one WebSocket of a voice session
+(:class:`~notetaker.voice.session_state.VoiceSessionState`): Hello, Identify or Resume,
+Ready, IP discovery, Select Protocol, Session Description, Speaking(0), then heartbeats
+and server ops until either side closes. Where it is in that sequence is its
+:class:`GatewayState`, which changes only through one setter that checks
+:data:`TRANSITIONS` and logs one line per transition.
 
 The gateway never reconnects: a close surfaces as a :class:`notetaker.session.Closed`
 event (or, during the handshake, as :class:`notetaker.errors.VoiceClosed`) and the
@@ -27,20 +24,35 @@ import logging
 import ssl
 import struct
 import time
-from collections import deque
-from collections.abc import Awaitable, Callable, Coroutine
-from dataclasses import dataclass, field
-from typing import Any, Protocol, TypeGuard
+from collections.abc import Awaitable, Callable, Coroutine, Mapping
+from dataclasses import dataclass
+from types import MappingProxyType
+from typing import Any, TypeGuard
 
 import aiohttp
 
 from notetaker.errors import VoiceClosed, VoiceError
-from notetaker.logs import register_secret
 from notetaker.session import Closed, SpeakerChanged, VoiceEvent
-from notetaker.sink import AudioFrame, AudioSink, Gap
-from notetaker.voice.adapter import Endpoint
-from notetaker.voice.pipeline import FrameDecryptor, PassthroughDecryptor, ReceivePipeline
-from notetaker.voice.transport_crypto import KEY_SIZE, choose_mode, cpu_has_aes, make_cipher
+from notetaker.voice.ops import (
+    DAVE_OPS,
+    OP_CLIENT_DISCONNECT,
+    OP_CLIENT_FLAGS,
+    OP_CLIENT_PLATFORM,
+    OP_CLIENTS_CONNECT,
+    OP_HEARTBEAT,
+    OP_HEARTBEAT_ACK,
+    OP_HELLO,
+    OP_IDENTIFY,
+    OP_READY,
+    OP_RESUME,
+    OP_RESUMED,
+    OP_SELECT_PROTOCOL,
+    OP_SESSION_DESCRIPTION,
+    OP_SPEAKING,
+    OP_VIDEO,
+)
+from notetaker.voice.session_state import VoiceSessionState
+from notetaker.voice.transport_crypto import KEY_SIZE, choose_mode, cpu_has_aes
 from notetaker.voice.udp import VoiceUdp
 
 log = logging.getLogger(__name__)
@@ -49,31 +61,8 @@ log = logging.getLogger(__name__)
 MAX_HEARTBEAT_INTERVAL = 5.0
 #: Seconds without any message from the server before the connection counts as dropped.
 SILENCE_TIMEOUT = 30.0
-#: Datagrams kept while the key is not known yet (media can beat op 4 on loopback).
-EARLY_DATAGRAMS = 500
-#: Seconds between jitter-buffer clock ticks.
-TICK_INTERVAL = 0.02
 #: Close code reported for a transport that dropped without a close frame.
 ABNORMAL_CLOSE = 1006
-
-# Voice gateway opcodes (section 2.3).
-OP_IDENTIFY = 0
-OP_SELECT_PROTOCOL = 1
-OP_READY = 2
-OP_HEARTBEAT = 3
-OP_SESSION_DESCRIPTION = 4
-OP_SPEAKING = 5
-OP_HEARTBEAT_ACK = 6
-OP_RESUME = 7
-OP_HELLO = 8
-OP_RESUMED = 9
-OP_CLIENTS_CONNECT = 11
-OP_VIDEO = 12
-OP_CLIENT_DISCONNECT = 13
-OP_CLIENT_FLAGS = 18
-OP_CLIENT_PLATFORM = 20
-#: DAVE opcodes, JSON (21-24, 31 from the client) and binary (25-30).
-DAVE_OPS = range(21, 32)
 
 _U16 = struct.Struct(">H")
 
@@ -91,242 +80,23 @@ class GatewayState(enum.Enum):
     CLOSED = "closed"  #: the WebSocket is gone (see ``close_code``)
 
 
-@dataclass(frozen=True, slots=True)
-class VoiceCredentials:
-    """What the main gateway's two voice dispatches gave us for one voice state."""
+_G = GatewayState
 
-    guild_id: int
-    user_id: int
-    channel_id: int | None
-    session_id: str
-    token: str
-    endpoint: Endpoint
-
-    def __repr__(self) -> str:  # the token must not end up in a log through a repr
-        return (
-            f"VoiceCredentials(guild_id={self.guild_id}, user_id={self.user_id}, "
-            f"channel_id={self.channel_id}, endpoint={self.endpoint})"
-        )
-
-
-# -- DAVE --------------------------------------------------------------------------------
-
-
-class DaveTransport(Protocol):
-    """How a :class:`DaveHandler` answers the voice gateway (op 23, 26, 28, 31)."""
-
-    async def send_json(self, op: int, d: Any) -> None:
-        """Send a JSON op (dropped if the WebSocket is gone)."""
-
-    async def send_binary(self, op: int, payload: bytes) -> None:
-        """Send a binary frame ``[u8 op][payload]`` (dropped if the WebSocket is gone)."""
-
-
-class DaveHandler:
-    """Where DAVE lands (ops 21-31, section 5). This base is protocol version 0: no DAVE.
-
-    A DAVE implementation subclasses it. One handler lives as long as a voice session.
-    The gateway calls :meth:`bind` with its transport on every (re)connect, then the
-    ``on_*`` hooks as messages arrive; the receive pipeline calls :attr:`decryptor`'s
-    ``decrypt`` for every frame. Hooks may raise: the gateway counts and logs the error
-    and goes on.
-    """
-
-    #: The ``max_dave_protocol_version`` announced in Identify (0: transport-only).
-    max_protocol_version: int = 0
-
-    def __init__(self, max_protocol_version: int | None = None) -> None:
-        if max_protocol_version is not None:
-            self.max_protocol_version = max_protocol_version
-        self.transport: DaveTransport | None = None
-        self.protocol_version = 0
-        self.ignored = 0
-
-    def bind(self, transport: DaveTransport) -> None:
-        """The WebSocket to answer on (a new one after a Resume)."""
-        self.transport = transport
-
-    @property
-    def decryptor(self) -> FrameDecryptor:
-        """The frame decryptor the receive pipeline uses (passthrough without DAVE)."""
-        return PassthroughDecryptor()
-
-    async def on_session_description(self, protocol_version: int) -> None:
-        """Session Description (op 4) announced ``dave_protocol_version``."""
-        self.protocol_version = protocol_version
-
-    async def on_clients_connect(self, user_ids: list[int]) -> None:
-        """op 11: these users are in the call (a DAVE group may only Add them)."""
-
-    async def on_client_disconnect(self, user_id: int) -> None:
-        """op 13: this user left."""
-
-    async def on_json(self, op: int, d: Any) -> None:
-        """A JSON DAVE op (21 prepare transition, 22 execute, 24 prepare epoch)."""
-        self.ignored += 1
-
-    async def on_binary(self, op: int, payload: bytes) -> None:
-        """A binary DAVE op (25 external sender, 27 proposals, 29 commit, 30 welcome)."""
-        self.ignored += 1
-
-
-# -- the voice session -------------------------------------------------------------------
-
-
-class SinkSwitch(AudioSink):
-    """The sink the pipeline writes to; forwards to whatever sink is set now.
-
-    The user's sink survives reconnects and is closed by whoever owns it, so closing a
-    session's pipeline must not close it: :meth:`close` does nothing.
-    """
-
-    def __init__(self) -> None:
-        self.target: AudioSink | None = None
-
-    def set(self, sink: AudioSink | None) -> None:
-        """Deliver to ``sink`` from now on (None: drop frames)."""
-        self.target = sink
-        self.wants_pcm = bool(sink is not None and sink.wants_pcm)
-
-    def write(self, frame: AudioFrame) -> None:
-        if self.target is not None:
-            self.target.write(frame)
-
-    def gap(self, gap: Gap) -> None:
-        if self.target is not None:
-            self.target.gap(gap)
-
-    def close(self) -> None:
-        """Not forwarded: the target outlives this session."""
-
-
-@dataclass(eq=False)
-class VoiceSessionState:
-    """One voice session, kept across Resumes. ``seq`` is the last server seq seen."""
-
-    credentials: VoiceCredentials
-    sink: SinkSwitch
-    dave: DaveHandler = field(default_factory=DaveHandler)
-    ssrc: int | None = None
-    media_address: tuple[str, int] | None = None
-    mode: str | None = None
-    dave_protocol_version: int = 0
-    seq: int = -1
-    udp: VoiceUdp | None = None
-    pipeline: ReceivePipeline | None = None
-    #: ssrc -> user id, from op 5 and op 12
-    speakers: dict[int, int] = field(default_factory=dict)
-    #: users in the call (op 11 minus op 13)
-    present: set[int] = field(default_factory=set)
-    #: Session Description has been received once: the session can be resumed
-    established: bool = False
-    started: float = field(default_factory=time.monotonic)
-    _early: deque[tuple[bytes, float]] = field(default_factory=deque)
-    _early_dropped: int = 0
-    _ticker: asyncio.Task[None] | None = None
-
-    def __post_init__(self) -> None:
-        register_secret(self.credentials.token)
-
-    # media path ------------------------------------------------------------------------
-
-    def feed(self, datagram: bytes, arrival: float) -> None:
-        """What the UDP socket calls for every datagram after discovery."""
-        pipeline = self.pipeline
-        if pipeline is not None:
-            pipeline.feed(datagram, arrival)
-        elif len(self._early) < EARLY_DATAGRAMS:
-            self._early.append((datagram, arrival))
-        else:
-            self._early_dropped += 1
-
-    def install_key(self, mode: str, key: bytes) -> None:
-        """Session Description: start (or re-key) the pipeline, replaying early media."""
-        cipher = make_cipher(mode, key)
-        self.mode = mode
-        if self.pipeline is not None:
-            self.pipeline.set_cipher(cipher)
-            return
-        pipeline = ReceivePipeline(cipher, self.sink, self.dave.decryptor)
-        for ssrc, user_id in self.speakers.items():
-            pipeline.map_ssrc(ssrc, user_id)
-        self.pipeline = pipeline
-        while self._early:
-            pipeline.feed(*self._early.popleft())
-        if self._ticker is None:
-            self._ticker = asyncio.create_task(self._tick())
-
-    async def _tick(self) -> None:
-        # Holes in a jitter buffer time out on the clock, not only on the next packet.
-        while self.pipeline is not None:
-            due = time.monotonic() + TICK_INTERVAL
-            await asyncio.sleep(TICK_INTERVAL)
-            now = time.monotonic()
-            if now - due > TICK_INTERVAL:
-                # The loop stalled: datagrams that queued up meanwhile are read one per
-                # loop turn, so judging holes now would call packets that are there lost.
-                continue
-            if self.pipeline is not None:
-                self.pipeline.tick(now)
-
-    def map_ssrc(self, ssrc: int, user_id: int) -> bool:
-        """Record that ``ssrc`` is ``user_id``'s; True if that is news."""
-        if self.speakers.get(ssrc) == user_id:
-            return False
-        self.speakers[ssrc] = user_id
-        if self.pipeline is not None:
-            self.pipeline.map_ssrc(ssrc, user_id)
-        return True
-
-    def forget_user(self, user_id: int) -> bool:
-        """``user_id`` left; True if they had an SSRC."""
-        self.present.discard(user_id)
-        gone = [s for s, u in self.speakers.items() if u == user_id]
-        for ssrc in gone:
-            del self.speakers[ssrc]
-        if self.pipeline is not None:
-            self.pipeline.forget_user(user_id)
-        return bool(gone)
-
-    def stats(self) -> dict[str, Any]:
-        """Receive counters of this session (JSON-friendly)."""
-        out: dict[str, Any] = {
-            "ssrc": self.ssrc,
-            "mode": self.mode,
-            "dave_protocol_version": self.dave_protocol_version,
-            "speakers": len(self.speakers),
-            "early_dropped": self._early_dropped,
-        }
-        if self.udp is not None:
-            out["udp"] = {
-                "received": self.udp.received,
-                "sent": self.udp.sent,
-                "feed_errors": self.udp.feed_errors,
-            }
-        if self.pipeline is not None:
-            out["receive"] = self.pipeline.stats.snapshot()
-        return out
-
-    async def close(self) -> None:
-        """End the session: stop UDP, flush the pipeline, log its statistics once."""
-        if self._ticker is not None:
-            self._ticker.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._ticker
-            self._ticker = None
-        if self.udp is not None:
-            await self.udp.close()
-        pipeline, self.pipeline = self.pipeline, None
-        if pipeline is not None:
-            pipeline.close()
-            log.info(
-                "voice session ended guild=%s ssrc=%s mode=%s after %.0f s: %s",
-                self.credentials.guild_id,
-                self.ssrc,
-                self.mode,
-                time.monotonic() - self.started,
-                pipeline.stats.summary(),
-            )
+#: Every legal state change. The one setter refuses anything else (a bug, not an outage).
+#: Any state but CLOSED can close (a failed connect, a server close, our close); CLOSED is
+#: final because a Resume or a new session opens a new :class:`VoiceGateway`.
+TRANSITIONS: Mapping[GatewayState, frozenset[GatewayState]] = MappingProxyType(
+    {
+        _G.IDLE: frozenset({_G.CONNECTING, _G.CLOSED}),
+        _G.CONNECTING: frozenset({_G.IDENTIFYING, _G.RESUMING, _G.CLOSED}),
+        _G.IDENTIFYING: frozenset({_G.DISCOVERING, _G.CLOSED}),
+        _G.RESUMING: frozenset({_G.READY, _G.CLOSED}),
+        _G.DISCOVERING: frozenset({_G.SELECTING, _G.CLOSED}),
+        _G.SELECTING: frozenset({_G.READY, _G.CLOSED}),
+        _G.READY: frozenset({_G.CLOSED}),
+        _G.CLOSED: frozenset(),
+    }
+)
 
 
 # -- the WebSocket -----------------------------------------------------------------------
@@ -408,6 +178,11 @@ class VoiceGateway:
         old = self._state
         if old is new:
             return
+        if new not in TRANSITIONS[old]:
+            raise RuntimeError(
+                f"voice gateway guild={self.session.credentials.guild_id} "
+                f"attempt={self.attempt}: illegal transition {old} -> {new}"
+            )
         self._state = new
         log.info(
             "voice gateway guild=%s attempt=%s: %s -> %s%s",
@@ -731,6 +506,8 @@ class VoiceGateway:
         if session.udp is not None:
             session.udp.start_keepalive()
         session.established = True
+        if self.closed.is_set():
+            return  # the socket closed while DAVE or the send ran, and CLOSED is final
         self._set_state(GatewayState.READY, f"mode {mode}, dave {dave_version}")
         if self._ready is not None and not self._ready.done():
             self._ready.set_result(None)

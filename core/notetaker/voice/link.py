@@ -14,12 +14,10 @@ latest :meth:`open`, and the supervisor decides.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import ssl
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
-from importlib import metadata
 from typing import Any
 
 from notetaker.errors import VoiceClosed, VoiceError, VoiceTimeout
@@ -27,15 +25,10 @@ from notetaker.logs import register_secret
 from notetaker.session import LinkInfo, ServerUpdate, VoiceEvent, VoiceLink
 from notetaker.sink import AudioSink
 from notetaker.voice.adapter import GatewayAdapter, parse_endpoint
-from notetaker.voice.gateway import (
-    DaveHandler,
-    SinkSwitch,
-    UdpOpener,
-    VoiceCredentials,
-    VoiceGateway,
-    VoiceSessionState,
-    open_udp_socket,
-)
+from notetaker.voice.dave_hook import DaveHandler
+from notetaker.voice.gateway import UdpOpener, VoiceGateway, open_udp_socket
+from notetaker.voice.session_state import VoiceCredentials, VoiceSessionState
+from notetaker.voice.sink_switch import SinkSwitch
 from notetaker.voice.transport_crypto import cpu_has_aes
 
 log = logging.getLogger(__name__)
@@ -57,7 +50,8 @@ class EngineLink(VoiceLink):
     trusts the simulator's CA. ``dave`` makes the DAVE handler of each new voice session
     from its credentials (user and channel ids); its ``max_protocol_version`` is what
     Identify announces. Without it: :class:`DaveHandler`, version 0, transport encryption
-    only. ``library`` names the wrapped library for :attr:`info`. Timeouts are seconds.
+    only. ``library`` and ``library_version`` name the wrapped library (its distribution
+    and version) for :attr:`info`. Timeouts are seconds.
     """
 
     def __init__(
@@ -69,6 +63,7 @@ class EngineLink(VoiceLink):
         ssl_context: ssl.SSLContext | None = None,
         dave: Callable[[VoiceCredentials], DaveHandler] | None = None,
         library: str = "",
+        library_version: str = "",
         self_mute: bool = True,
         self_deaf: bool = False,
         voice_state_timeout: float = 10.0,
@@ -83,6 +78,7 @@ class EngineLink(VoiceLink):
         self._ssl = ssl_context
         self._dave = dave
         self._library = library
+        self._library_version = library_version
         self._self_mute = self_mute
         self._self_deaf = self_deaf
         self._voice_state_timeout = voice_state_timeout
@@ -109,15 +105,11 @@ class EngineLink(VoiceLink):
 
     @property
     def info(self) -> LinkInfo:
-        version = ""
-        if self._library:
-            with contextlib.suppress(metadata.PackageNotFoundError):
-                version = metadata.version(self._library)
         dave = self._dave is not None
         return LinkInfo(
             transport="engine",
             library=self._library,
-            library_version=version,
+            library_version=self._library_version,
             can_receive=True,
             dave=dave,
             notes="" if dave else "no DAVE yet: transport encryption only",
