@@ -4,14 +4,17 @@ One module per library, each with the same two functions:
 
 * ``point_at(sim)``: a context manager that sets the library's API base (and, for
   discord.py, its default gateway URL) to the simulator and restores them on exit.
-  py-cord and nextcord find the gateway through ``GET /gateway``, so the API base is
-  all they need. Nothing else in the library is touched (its voice code least of all).
+  py-cord and nextcord find the gateway through ``GET /gateway``, disnake through
+  ``GET /gateway/bot``, so the API base is all they need. Nothing else in the library
+  is touched (its voice code least of all).
 * ``logged_in(sim, client)``: ``point_at`` plus :func:`running`: starts the client with
-  the simulator's token, waits for it to be ready, and closes it on exit.
+  the simulator's token, waits for it to be ready (disnake: and for its command sync),
+  and closes it on exit.
 
 Import the module of the library installed in the running environment:
-:mod:`discordsim.testing.discordpy`, :mod:`discordsim.testing.pycord` or
-:mod:`discordsim.testing.nextcord`. :func:`installed_library` says which one that is.
+:mod:`discordsim.testing.discordpy`, :mod:`discordsim.testing.pycord`,
+:mod:`discordsim.testing.nextcord` or :mod:`discordsim.testing.disnake`.
+:func:`installed_library` says which one that is.
 
 Also here: :class:`StubVoiceSide` (grants without a voice server, for main-gateway
 tests), :mod:`discordsim.testing.rawgateway` (a bare main-gateway client) and
@@ -22,18 +25,28 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import importlib
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from importlib import metadata
+from types import ModuleType
 from typing import Protocol
 
 from discordsim.world import VoiceGrant
 
-__all__ = ["StubVoiceSide", "installed_library", "running"]
+__all__ = ["HELPERS", "StubVoiceSide", "helper_module", "installed_library", "running"]
+
+#: Distribution name -> the module here that points that library at the simulator.
+HELPERS = {
+    "py-cord": "discordsim.testing.pycord",
+    "discord.py": "discordsim.testing.discordpy",
+    "nextcord": "discordsim.testing.nextcord",
+    "disnake": "discordsim.testing.disnake",
+}
 
 
 class Client(Protocol):
-    """What the three libraries' ``Client`` classes have in common."""
+    """What the libraries' ``Client`` classes have in common."""
 
     async def start(self, token: str) -> None: ...
 
@@ -43,18 +56,29 @@ class Client(Protocol):
 
 
 def installed_library() -> str | None:
-    """``"py-cord"``, ``"discord.py"``, ``"nextcord"`` or None: the distribution installed here.
+    """``"py-cord"``, ``"discord.py"``, ``"nextcord"``, ``"disnake"`` or None: the
+    distribution installed here.
 
     py-cord and discord.py both install the ``discord`` package, so the distribution
     name is what tells them apart.
     """
-    for dist in ("py-cord", "discord.py", "nextcord"):
+    for dist in HELPERS:
         try:
             metadata.version(dist)
         except metadata.PackageNotFoundError:
             continue
         return dist
     return None
+
+
+def helper_module(distribution: str) -> ModuleType:
+    """The pointing helper of ``distribution`` (it imports that library)."""
+    if distribution not in HELPERS:
+        raise LookupError(
+            f"no simulator helper for {distribution!r}: the simulator points "
+            f"{', '.join(HELPERS)} at itself"
+        )
+    return importlib.import_module(HELPERS[distribution])
 
 
 @contextlib.asynccontextmanager
