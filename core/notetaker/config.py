@@ -86,7 +86,7 @@ class Settings(BaseSettings):
         validate_default=True,
     )
 
-    #: Which backend plugin runs the bot: ``pycord``, ``discordpy`` or ``nextcord``.
+    #: Which backend plugin runs the bot: ``pycord``, ``discordpy``, ``nextcord`` or ``disnake``.
     backend: str = "discordpy"
     #: ``engine``: core's receive engine (same DAVE/receive on every library);
     #: ``native``: the library's own voice client.

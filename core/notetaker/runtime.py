@@ -58,7 +58,7 @@ class _Never(Exception):
 class LibraryKit:
     """The library's classes core needs, handed in so that core never imports them."""
 
-    distribution: str  #: "py-cord", "discord.py", "nextcord"
+    distribution: str  #: "py-cord", "discord.py", "nextcord", "disnake"
     version: str
     voice_protocol: type  #: the library's VoiceProtocol base class
     file_cls: type  #: the library's File class

@@ -224,8 +224,9 @@ def _print_banner(sim: Any, voice: Any, ca_file: Path, args: argparse.Namespace)
         "     (the voice gateway is wss:// with a test CA; aiohttp reads the variable when",
         "     it is imported, so set it in the environment, not from inside the bot)",
         "  2. set the library's API base before login: discord.http.Route.BASE (discord.py,",
-        "     py-cord) or nextcord.http.Route.BASE to the API base above; discord.py also",
-        "     needs DiscordWebSocket.DEFAULT_GATEWAY (discordsim.testing.<lib>.point_at does both)",
+        "     py-cord), nextcord.http.Route.BASE or disnake.http.Route.BASE to the API base",
+        "     above; discord.py also needs DiscordWebSocket.DEFAULT_GATEWAY",
+        "     (discordsim.testing.<lib>.point_at does both)",
         "  3. log in with the bot token"
         + (" (`discordsim state token`)" if args.state else " above"),
         f"Stops by itself after {args.lifetime:.0f}s; Ctrl-C stops it now.",

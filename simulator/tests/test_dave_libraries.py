@@ -3,7 +3,8 @@
 This checks the simulator against clients written against real Discord: if the delivery
 service got the MLS messages, their framing or the transition flow wrong, these libraries
 would fail to join the group, to answer op 23, or to encrypt what the participants can
-open. Runs in a library environment (.venv-discordpy, .venv-pycord, .venv-nextcord).
+open. Runs in a library environment (.venv-discordpy, .venv-pycord, .venv-nextcord,
+.venv-disnake).
 
 What was found (versions as installed by the project's library environments):
 
@@ -14,6 +15,9 @@ What was found (versions as installed by the project's library environments):
   (bindings to Discord's libdave), and gets the same result; nextcord does not decrypt
   received audio (it only keeps its own send ratchet), so its state is read from its
   encryptor and MLS session.
+* disnake 2.12.2 does DAVE through ``dave.py`` too (1.1, installed by ``disnake[voice]``;
+  without it disnake builds no voice client at all); like nextcord it only encrypts,
+  and its state is read the same way, from its ``DaveState``.
 """
 
 from __future__ import annotations
@@ -32,7 +36,14 @@ from discordsim.voice.dave_delivery import MlsDelivery
 from discordsim.voice.participants import write_tone as tone
 
 LIBRARY = installed_library()
-MODULES = {"discord.py": "discordpy", "py-cord": "pycord", "nextcord": "nextcord"}
+MODULES = {
+    "discord.py": "discordpy",
+    "py-cord": "pycord",
+    "nextcord": "nextcord",
+    "disnake": "disnake",
+}
+#: The module each library installs (py-cord and discord.py both install ``discord``).
+PACKAGES = {"nextcord": "nextcord", "disnake": "disnake"}
 WAIT = 20.0
 #: One 20 ms Opus frame of a quiet tone (any valid non-silence packet would do).
 OPUS_FRAME = bytes.fromhex("fc") + bytes(range(1, 60))
@@ -47,6 +58,11 @@ def library_state(vc: Any) -> tuple[int, bool]:
         assert e2ee is not None, "nextcord without dave.py"
         version = e2ee._session.get_protocol_version()
         return version, bool(e2ee._session.has_established_group() and e2ee.can_encrypt())
+    if LIBRARY == "disnake":
+        dave = vc.dave
+        assert dave is not None, "disnake without dave.py"
+        version = dave._session.get_protocol_version()
+        return version, bool(dave._session.has_established_group() and dave.can_encrypt())
     conn = vc._connection
     session = conn.dave_session
     return conn.dave_protocol_version, bool(session is not None and session.ready)
@@ -66,7 +82,7 @@ async def test_library_negotiates_dave_1_and_joins_the_group(
 ) -> None:
     assert LIBRARY is not None
     helper = importlib.import_module(f"discordsim.testing.{MODULES[LIBRARY]}")
-    lib: Any = importlib.import_module("nextcord" if LIBRARY == "nextcord" else "discord")
+    lib: Any = importlib.import_module(PACKAGES.get(LIBRARY or "", "discord"))
     async with Simulator(lifetime=120) as s:
         scenario = SCENARIOS["modern"].with_(dave_participants_commit=participants_commit)
         voice = VoiceServer(s.world, scenario, record=s.record, max_lifetime_s=120)

@@ -1,9 +1,10 @@
 """Each unmodified library's own voice client against the simulated voice server.
 
-Runs in a library environment (.venv-discordpy, .venv-pycord, .venv-nextcord); skipped
-where no Discord library is installed. The library trusts the simulator's test CA the way
-a bot process would with ``SSL_CERT_FILE``; in-process, :meth:`TestCA.trust_in_this_process`
-does the same for aiohttp's already-built default context.
+Runs in a library environment (.venv-discordpy, .venv-pycord, .venv-nextcord,
+.venv-disnake); skipped where no Discord library is installed. The library trusts the
+simulator's test CA the way a bot process would with ``SSL_CERT_FILE``; in-process,
+:meth:`TestCA.trust_in_this_process` does the same for aiohttp's already-built default
+context.
 """
 
 from __future__ import annotations
@@ -19,7 +20,14 @@ from discordsim.testing import installed_library
 from discordsim.voice import VoiceServer
 
 LIBRARY = installed_library()
-MODULES = {"discord.py": "discordpy", "py-cord": "pycord", "nextcord": "nextcord"}
+MODULES = {
+    "discord.py": "discordpy",
+    "py-cord": "pycord",
+    "nextcord": "nextcord",
+    "disnake": "disnake",
+}
+#: The module each library installs (py-cord and discord.py both install ``discord``).
+PACKAGES = {"nextcord": "nextcord", "disnake": "disnake"}
 
 pytestmark = pytest.mark.skipif(LIBRARY is None, reason="no Discord library installed here")
 
@@ -34,7 +42,7 @@ async def sim() -> AsyncIterator[tuple[Simulator, VoiceServer]]:
 
 
 def make_client() -> Any:
-    lib: Any = importlib.import_module("nextcord" if LIBRARY == "nextcord" else "discord")
+    lib: Any = importlib.import_module(PACKAGES.get(LIBRARY or "", "discord"))
     return lib, lib.Client(intents=lib.Intents.default())
 
 
@@ -51,7 +59,7 @@ async def test_library_voice_client_completes_the_handshake(
         vc = await channel.connect(timeout=20, reconnect=False)
         assert vc.is_connected()
         ident = await s.record.wait_for("voice.identify")
-        # All three offer DAVE and get it in modern (details: test_dave_libraries.py).
+        # All of them offer DAVE and get it in modern (details: test_dave_libraries.py).
         assert ident["dave_max"] == 1 and ident["dave_version"] == 1
         select = await s.record.wait_for("voice.select")
         # Every library implements XChaCha and takes the first listed mode it supports.
@@ -79,7 +87,8 @@ async def test_library_follows_a_failover_to_the_new_endpoint() -> None:
                 ident = await s.record.wait_for("voice.identify", conn=moved["conn"], timeout=20)
                 await s.record.wait_for("voice.select", conn=ident["conn"], timeout=20)
                 # A fresh session (Identify, not Resume) with the new token. discord.py and
-                # py-cord move to the new endpoint directly; nextcord 3.2 closes 4000,
-                # leaves and rejoins (op 4), and the rejoin's grant names the new endpoint.
+                # py-cord move to the new endpoint directly; nextcord 3.2 and disnake 2.12
+                # close 4000, leave and rejoin (op 4), and the rejoin's grant names the new
+                # endpoint.
                 assert s.record.first("voice.resumed") is None
                 await vc.disconnect()

@@ -23,7 +23,12 @@ from notetaker.errors import PlatformError, RateLimited
 #: Discord's option types for core's option kinds.
 OPTION_TYPES = {"boolean": 5, "string": 3}
 #: The module each backend's library installs.
-LIBRARY_MODULE = {"pycord": "discord", "discordpy": "discord", "nextcord": "nextcord"}
+LIBRARY_MODULE = {
+    "pycord": "discord",
+    "discordpy": "discord",
+    "nextcord": "nextcord",
+    "disnake": "disnake",
+}
 
 
 def _library() -> Any:

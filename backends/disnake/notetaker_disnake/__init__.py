@@ -1,0 +1,1 @@
+"""notetaker backend for disnake."""
