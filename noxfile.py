@@ -41,7 +41,13 @@ def _next_davey(session: nox.Session) -> None:
         session.install("--no-deps", NEXT_DAVEY)
 
 
-TEST_DEPS = ["pytest>=8", "pytest-asyncio>=0.23", "hypothesis>=6.100", "trustme>=1.1"]
+TEST_DEPS = [
+    "pytest>=8",
+    "pytest-asyncio>=0.23",
+    "hypothesis>=6.100",
+    "trustme>=1.1",
+    "pyyaml>=6",  # reads the notes' front matter back, as a notes vault would
+]
 
 # Tests of the simulator against a real Discord library: they run in the backend sessions,
 # where one library is installed, not in the library-free core session.

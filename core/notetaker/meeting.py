@@ -39,7 +39,7 @@ from notetaker.live.local_queue import LocalTranscriptionQueue
 from notetaker.live.meeting_transcript import LiveTranscript, TrackPackets
 from notetaker.live.queue import Backlog, TranscriptionQueue
 from notetaker.notes import MissingSpan, Notes, build_notes
-from notetaker.notes.render import clock
+from notetaker.notes.render import clock, strip_front_matter
 from notetaker.recorder.index import Meeting, MeetingIndex
 from notetaker.recorder.ogg_read import TrackReader
 from notetaker.recorder.ogg_tail import repair_tail
@@ -216,6 +216,9 @@ def notes_for(
         opted_out=opted_out,
         meta={
             "meeting_id": str(meeting_id),
+            "guild_id": str(meeting.guild_id),
+            "channel": meeting.channel_name or "",
+            "channel_id": str(meeting.channel_id),
             "transcriber": settings.transcriber,
             "model": settings.model,
         },
@@ -224,7 +227,8 @@ def notes_for(
     directory = DataLayout(settings.data_dir).meeting_dir(meeting_id) / "notes"
     files = render_all(notes, directory)
     index.set_status(meeting_id, "done", at=time.time())
-    markdown = (directory / "notes.md").read_text(encoding="utf-8")
+    # The file keeps its front matter (for a notes vault); the chat message does not.
+    markdown = strip_front_matter((directory / "notes.md").read_text(encoding="utf-8"))
     summary_lines = [f"**{notes.title}** — {len(notes.participants)} participant(s)."]
     summary_lines += [f"_{notice}_" for notice in notes.notices]
     summary_lines += [f"- {ln.name}: {ln.text}" for ln in notes.summary]

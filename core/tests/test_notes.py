@@ -8,7 +8,14 @@ import pytest
 
 from notetaker import plugins
 from notetaker.notes import MissingSpan, build_notes
-from notetaker.notes.render import clock, render_json, render_markdown, render_srt, render_vtt
+from notetaker.notes.render import (
+    clock,
+    render_json,
+    render_markdown,
+    render_srt,
+    render_vtt,
+    strip_front_matter,
+)
 from notetaker.transcript import Segment
 
 ALICE, BOB, CAROL = 11, 22, 33
@@ -131,4 +138,36 @@ def test_builtin_renderers_are_registered_through_the_hook() -> None:
     found = plugins.load()
     assert {"markdown", "srt", "vtt", "json"} <= set(found.renderers.names())
     md = found.renderers.get("markdown")
-    assert md is not None and md.render(_notes()).startswith("# Meeting notes")
+    assert md is not None and "\n# Meeting notes" in md.render(_notes())
+
+
+def test_front_matter_reads_back_as_yaml_for_a_notes_vault() -> None:
+    import yaml
+
+    notes = build_notes(
+        title='Meeting notes — "Standup": café (meeting 7)',
+        started_at=datetime(2026, 11, 24, 14, 0, tzinfo=UTC),
+        duration=760.4,
+        names=NAMES,
+        segments=SEGMENTS,
+        missing=[],
+        meta={"meeting_id": "7", "guild_id": "900", "channel": "Dev: #1", "channel_id": "901"},
+    )
+    md = render_markdown(notes)
+    assert md.startswith("---\n")
+    _, head, body = md.split("---\n", 2)
+    assert yaml.safe_load(head) == {
+        "title": 'Meeting notes — "Standup": café (meeting 7)',
+        "date": "2026-11-24T14:00:00Z",
+        "duration": clock(760.4),
+        "duration_s": 760,
+        "participants": ["Alice", "Bob", "Carol"],
+        "meeting_id": "7",
+        "guild_id": "900",
+        "channel": "Dev: #1",
+        "channel_id": "901",
+    }
+    assert body.startswith("# Meeting notes")
+    # The chat message carries the notes without it.
+    assert strip_front_matter(md) == body
+    assert strip_front_matter(body) == body

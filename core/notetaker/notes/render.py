@@ -45,8 +45,50 @@ def missing_text(span: MissingSpan, name: str) -> str:
     return f"[{_what(span)} {clock(span.start)}-{clock(span.end)}, {name}: {why}]"
 
 
+#: Meta keys that go into the front matter, in this order, under these names.
+FRONT_MATTER_META = (
+    ("meeting_id", "meeting_id"),
+    ("guild", "guild"),
+    ("guild_id", "guild_id"),
+    ("channel", "channel"),
+    ("channel_id", "channel_id"),
+)
+
+
+def front_matter(notes: Notes) -> str:
+    """YAML front matter (title, date, duration, participants, guild, channel, meeting
+    id), so that an Obsidian or Logseq vault can take the notes folder as it is. Every
+    value is written as a JSON string or number, which YAML reads as the same value."""
+    lines = [
+        "---",
+        f"title: {json.dumps(notes.title, ensure_ascii=False)}",
+        f"date: {json.dumps(notes.started_at.strftime('%Y-%m-%dT%H:%M:%SZ'))}",
+        f"duration: {json.dumps(clock(notes.duration))}",
+        f"duration_s: {round(notes.duration)}",
+        "participants:",
+        *[f"  - {json.dumps(p.name, ensure_ascii=False)}" for p in notes.participants],
+    ]
+    if not notes.participants:
+        lines[-1] = "participants: []"
+    for key, name in FRONT_MATTER_META:
+        value = notes.meta.get(key)
+        if value:
+            lines.append(f"{name}: {json.dumps(value, ensure_ascii=False)}")
+    lines.append("---")
+    return "\n".join(lines) + "\n"
+
+
+def strip_front_matter(markdown: str) -> str:
+    """The notes without their front matter (for a chat message)."""
+    if markdown.startswith("---\n"):
+        end = markdown.find("\n---\n", 4)
+        if end >= 0:
+            return markdown[end + 5 :].lstrip("\n")
+    return markdown
+
+
 def render_markdown(notes: Notes) -> str:
-    out = [f"# {notes.title}", ""]
+    out = [front_matter(notes) + f"# {notes.title}", ""]
     out.append(
         f"**Date:** {notes.started_at:%Y-%m-%d %H:%M} UTC · **Duration:** {clock(notes.duration)}"
     )
