@@ -26,7 +26,7 @@ from notetaker.config import Settings
 #: When Discord began closing voice connections without DAVE (voice-protocol.md section 3).
 DAVE_ENFORCED = "2026-03-02"
 #: The checks the doctor runs on the configured transport: the suite without the 10 s
-#: receive check, so that it finishes in seconds.
+#: receive check, so that it finishes in seconds (the field checks have 3 s of speech).
 DOCTOR_CHECKS = (
     "dave-required-4017",
     "connect",
@@ -34,6 +34,8 @@ DOCTOR_CHECKS = (
     "stale-session-4006",
     "crash-4015",
     "failover",
+    "padding",
+    "op5-late",
 )
 TODAY = "dave-required-4017"
 INSTALL_SIM = (
@@ -48,6 +50,8 @@ _MEANING = {
     "stale-session-4006": "does not recover when its voice session goes stale (4006)",
     "crash-4015": "does not come back after a voice server crash (4015)",
     "failover": "does not follow Discord to a new voice server (failover)",
+    "padding": "loses audio to RTP padding or padding-only packets, which real clients send",
+    "op5-late": "loses a speaker's first packets when they come before op 5 (Speaking)",
 }
 
 

@@ -41,6 +41,9 @@ from notetaker_harness.engine_rig import engine_rig, watched_sink
 POLICY = ReconnectPolicy(base_delay=0.05, max_delay=0.2, reset_wait=0.05, move_grace=0.3)
 WAIT = 20.0
 RATE = 48_000
+#: Frames a speaker may lose to one group transition: those sent between its switch to
+#: the new keys and the engine's (davey members switch when they process the commit).
+PER_TRANSITION = 5
 
 
 @dataclass
@@ -220,7 +223,13 @@ async def test_engine_decrypts_every_speaker_across_two_epoch_changes(
         assert any(f.arrival > t_joined for f in bob_frames)
         bob_dropped = stats["users"][bob]["dropped"]
         assert set(bob_dropped) <= {"dave_auth"}, bob_dropped
-        assert len(bob_frames) >= call.frames[bob].encrypted * 0.9, bob_dropped
+        # Frames that overtake a commit fail, a handful per transition at most: the two
+        # changes (alice leaving, carol joining) may cost bob at most PER_TRANSITION each.
+        failed = sum(bob_dropped.values())
+        assert failed <= 2 * PER_TRANSITION, bob_dropped
+        # Every other frame of bob's arrived (silence frames are neither encrypted nor counted).
+        spoken = [f for f in bob_frames if f.opus != OPUS_SILENCE]
+        assert len(spoken) == call.frames[bob].encrypted + call.frames[bob].plain - failed
 
 
 async def test_corrupted_dave_frames_are_dropped_not_played(tmp_path: Path) -> None:
@@ -244,8 +253,7 @@ async def test_corrupted_dave_frames_are_dropped_not_played(tmp_path: Path) -> N
         (handler,) = r.handlers
         # Every corrupted frame failed authentication, was counted, and reached no one.
         assert users[bad]["dropped"].get("dave_auth", 0) == counts.corrupted
-        assert handler.decryptor is not None
-        assert handler._decryptor.failures.get("dave_auth", 0) >= counts.corrupted
+        assert handler._decryptor.failures.get("dave_auth", 0) == counts.corrupted
         bad_frames = frames_of(r.sink, bad)
         # Only what it sent before its group was ready (plain, if anything) got through.
         assert len([f for f in bad_frames if f.opus != OPUS_SILENCE]) == counts.plain

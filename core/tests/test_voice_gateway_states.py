@@ -183,39 +183,97 @@ async def _until(gateway: VoiceGateway, state: GatewayState) -> None:
     raise AssertionError(f"still {gateway.state}, wanted {state}")
 
 
-async def test_identify_handshake_logs_every_transition(caplog: pytest.LogCaptureFixture) -> None:
+def _record_sends(gateway: VoiceGateway) -> list[int]:
+    """The ops the gateway sends, in order (there is no socket: they are only recorded)."""
+    sent: list[int] = []
+
+    async def send_json(op: int, d: Any) -> None:
+        sent.append(op)
+
+    gateway.send_json = send_json  # type: ignore[method-assign]
+    return sent
+
+
+HELLO = {"heartbeat_interval": 13750}
+IDENTIFY_PATH = [
+    ("idle", "connecting"),
+    ("connecting", "identifying"),
+    ("identifying", "discovering"),
+    ("discovering", "selecting"),
+    ("selecting", "ready"),
+    ("ready", "closed"),
+]
+
+
+@pytest.mark.parametrize("hello_at", ["open", "after ready", "after session description"])
+async def test_identify_handshake_logs_every_transition_whenever_hello_comes(
+    hello_at: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Identify goes out at open; Hello (before Ready as documented, or late, as some
+    servers send it: field-behaviours.md L2) only starts heartbeats, in any state."""
     gateway = _gateway(open_udp=_fake_udp)
+    sent = _record_sends(gateway)
     caplog.set_level(logging.INFO, logger=LOGGER)
     try:
         gateway._set_state(GatewayState.CONNECTING)  # what connect() does before the socket
-        await _text(gateway, 8, {"heartbeat_interval": 13750})
+        await gateway._on_open()  # what connect() does once the socket is open
+        assert gateway.state is GatewayState.IDENTIFYING and sent == [0]
+        if hello_at == "open":
+            await _text(gateway, 8, HELLO)
         ready = {"ssrc": 5, "ip": "127.0.0.1", "port": 9, "modes": [KEY["mode"]]}
         await _text(gateway, 2, ready)
+        if hello_at == "after ready":
+            await _text(gateway, 8, HELLO)
         await _until(gateway, GatewayState.SELECTING)
         await _text(gateway, 4, KEY)
+        if hello_at == "after session description":
+            await _text(gateway, 8, HELLO)
         assert gateway.state is GatewayState.READY
+        assert sent[:1] == [0] and 1 in sent  # Identify first, Select Protocol later
+        assert gateway._heartbeat_interval == gateway_module.MAX_HEARTBEAT_INTERVAL
+        assert gateway._heartbeat is not None  # Hello started the heartbeat
         assert gateway.counters.handler_errors == 0
+        assert gateway.counters.unexpected == 0
     finally:
         await gateway.close()
         await gateway.session.close()
-    assert _transitions(caplog) == [
-        ("idle", "connecting"),
-        ("connecting", "identifying"),
-        ("identifying", "discovering"),
-        ("discovering", "selecting"),
-        ("selecting", "ready"),
-        ("ready", "closed"),
-    ]
+    assert _transitions(caplog) == IDENTIFY_PATH
 
 
-async def test_resume_handshake_logs_every_transition(caplog: pytest.LogCaptureFixture) -> None:
+async def test_a_second_hello_is_counted_and_changes_nothing() -> None:
+    gateway = _gateway()
+    _record_sends(gateway)
+    try:
+        gateway._set_state(GatewayState.CONNECTING)
+        await gateway._on_open()
+        await _text(gateway, 8, HELLO)
+        await _text(gateway, 8, {"heartbeat_interval": 1000})
+        assert gateway.state is GatewayState.IDENTIFYING
+        assert gateway.counters.unexpected == 1
+        assert gateway._heartbeat_interval == gateway_module.MAX_HEARTBEAT_INTERVAL
+    finally:
+        await gateway.close()
+        await gateway.session.close()
+
+
+@pytest.mark.parametrize("hello_first", [True, False], ids=["hello first", "hello late"])
+async def test_resume_handshake_logs_every_transition(
+    hello_first: bool, caplog: pytest.LogCaptureFixture
+) -> None:
     gateway = _gateway(resume=True)
+    sent = _record_sends(gateway)
     caplog.set_level(logging.INFO, logger=LOGGER)
     try:
         gateway._set_state(GatewayState.CONNECTING)
-        await _text(gateway, 8, {"heartbeat_interval": 13750})
+        await gateway._on_open()
+        assert gateway.state is GatewayState.RESUMING and sent == [7]
+        if hello_first:
+            await _text(gateway, 8, HELLO)
         await _text(gateway, 9, None)
+        if not hello_first:
+            await _text(gateway, 8, HELLO)
         assert gateway.state is GatewayState.READY
+        assert gateway.counters.unexpected == 0 and gateway._heartbeat is not None
     finally:
         await gateway.close()
         await gateway.session.close()

@@ -103,6 +103,18 @@ SUITE: tuple[Check, ...] = (
         "follows a new VOICE_SERVER_UPDATE to a new endpoint",
         midcall="voice.failover",
     ),
+    Check(
+        "padding",
+        "padding",
+        "records through RTP padding and padding-only packets (as real clients send them)",
+        speech_s=3.0,
+    ),
+    Check(
+        "op5-late",
+        "op5-late",
+        "records a speaker whose first packets come before the op 5 that names them",
+        speech_s=3.0,
+    ),
 )
 SUITE_BY_NAME = {c.name: c for c in SUITE}
 #: the check that stands for "today's Discord" (modern, DAVE required since 2026-03-02)

@@ -174,6 +174,8 @@ class Gateway:
         self._ids = itertools.count(1)
         #: op 4 requests are handled in order, one at a time (grant/revoke are not reentrant)
         self._voice_lock = asyncio.Lock()
+        #: delayed VOICE_SERVER_UPDATEs (after an ``endpoint: null`` one), cancelled on close
+        self._later: set[asyncio.Task[None]] = set()
 
     # --- sending ---------------------------------------------------------------------
 
@@ -216,6 +218,8 @@ class Gateway:
         await conn.send({"op": op, "d": d, "s": None, "t": None})
 
     async def close_all(self, code: int = 1001, message: bytes = b"going away") -> None:
+        for task in list(self._later):
+            task.cancel()
         for conn in list(self.connections.values()):
             await self.close(conn, code, message)
 
@@ -581,9 +585,27 @@ class Gateway:
             w.voice.revoke(w.guild_id, user_id)
             return rec
         grant = w.voice.grant(w.guild_id, user_id, rec.session_id, channel_id)
-        await self.dispatch(
-            notify,
-            "VOICE_SERVER_UPDATE",
-            {"token": grant.token, "guild_id": str(grant.guild_id), "endpoint": grant.endpoint},
+        server = {"token": grant.token, "guild_id": str(grant.guild_id), "endpoint": grant.endpoint}
+        if grant.null_endpoint_for_s is None:
+            await self.dispatch(notify, "VOICE_SERVER_UPDATE", server)
+            return rec
+        # "Wait for a new one": endpoint null first, the real endpoint shortly after.
+        await self.dispatch(notify, "VOICE_SERVER_UPDATE", {**server, "endpoint": None})
+        task = asyncio.create_task(
+            self._endpoint_later(notify, user_id, rec.session_id, server, grant.null_endpoint_for_s)
         )
+        self._later.add(task)
+        task.add_done_callback(self._later.discard)
         return rec
+
+    async def _endpoint_later(
+        self, notify: int, user_id: int, session_id: str, server: dict[str, Any], delay: float
+    ) -> None:
+        """The real VOICE_SERVER_UPDATE after a null one, unless the user left or moved."""
+        await asyncio.sleep(delay)
+        async with self._voice_lock:
+            current = self.world.voice_states.get(user_id)
+            if current is None or current.session_id != session_id:
+                self.record.add("voice.endpoint_dropped", user_id=user_id, session_id=session_id)
+                return
+            await self.dispatch(notify, "VOICE_SERVER_UPDATE", server)

@@ -87,11 +87,32 @@ class Scenario:
     #: Delays before Ready and before Session Description.
     ready_delay_s: float = 0.0
     session_description_delay_s: float = 0.0
+    #: SSRC written into IP discovery replies; None echoes the request's (some servers
+    #: send 0 instead: field-behaviours.md L1).
+    discovery_reply_ssrc: int | None = None
+    #: Send Hello (op 8) only once the client's Identify or Resume arrives, not when the
+    #: socket opens (field-behaviours.md L2).
+    hello_after_identify: bool = False
+    #: A join's VOICE_SERVER_UPDATE first carries ``endpoint: null`` ("wait for a new
+    #: one"), and the real endpoint follows this many seconds later; None sends the real
+    #: one at once (field-behaviours.md L3).
+    null_endpoint_for_s: float | None = None
     #: How long a dropped session stays resumable, and how many sequenced messages it keeps.
     resume_window_s: float = 60.0
     replay_buffer: int = 1024
     #: Interval of the RTCP receiver reports sent to each client.
     rtcp_interval_s: float = 5.0
+    #: Share (percent) of forwarded audio packets that carry RTP padding (P bit, 1-16
+    #: bytes), as about 3 % of real packets do (field-behaviours.md M3).
+    padding_pct: float = 0.0
+    #: Padding-only packets (no audio: only padding, each taking a sequence number, the
+    #: last frame's timestamp) a speaker sends where its speech stops, as real clients do
+    #: at silence boundaries.
+    padding_burst: int = 0
+    #: How many of a speaker's first packets reach a client before the op 5 (Speaking)
+    #: that maps their SSRC to the user: Discord's ordering is not documented, and a
+    #: client must hold packets of an SSRC it cannot map yet.
+    op5_late_packets: int = 0
 
     @property
     def modes(self) -> tuple[str, ...]:
@@ -166,11 +187,45 @@ SCENARIOS: dict[str, Scenario] = _table(
         "kick-4014", "Mid-call, the client is kicked from voice (close 4014).", kick_after_s=2.0
     ),
     Scenario(
+        "discovery-variant",
+        "IP discovery replies carry SSRC 0 instead of echoing the request's SSRC, as some "
+        "voice servers do.",
+        discovery_reply_ssrc=0,
+    ),
+    Scenario(
+        "hello-late",
+        "The voice gateway sends Hello (op 8) only after the client's Identify (or Resume), "
+        "not when the socket opens.",
+        hello_after_identify=True,
+    ),
+    Scenario(
+        "null-endpoint",
+        "A join's VOICE_SERVER_UPDATE first carries endpoint null (wait for a new one); the "
+        "one with the real endpoint follows 0.5 s later.",
+        null_endpoint_for_s=0.5,
+    ),
+    Scenario(
         "udp-loss",
         "Forwarded media is lost, reordered and duplicated (10%/5%/5%).",
         loss_pct=10.0,
         reorder_pct=5.0,
         dup_pct=5.0,
+    ),
+    Scenario(
+        "padding",
+        "About 3 % of forwarded packets carry RTP padding, and each speaker sends a burst "
+        "of padding-only packets (no audio, sequence numbers of their own) where its "
+        "speech stops; DAVE required.",
+        require_dave=True,
+        padding_pct=3.0,
+        padding_burst=4,
+    ),
+    Scenario(
+        "op5-late",
+        "A speaker's first packets reach the client before the op 5 that maps their "
+        "SSRC to the user; DAVE required.",
+        require_dave=True,
+        op5_late_packets=5,
     ),
     Scenario(
         "slow-ready",

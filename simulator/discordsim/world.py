@@ -207,6 +207,9 @@ class VoiceGrant:
     user_id: int
     endpoint: str | None
     token: str
+    #: When set, the main gateway first dispatches this grant with ``endpoint: null``
+    #: ("wait for a new one") and the real endpoint this many seconds later.
+    null_endpoint_for_s: float | None = None
 
 
 class VoiceSide(Protocol):

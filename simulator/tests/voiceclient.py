@@ -102,8 +102,11 @@ class VoiceClient:
         self._read_from = 0
 
     # -- WebSocket -------------------------------------------------------------------
-    async def connect(self, endpoint: str, version: int | None = 8) -> dict[str, Any]:
-        """Open ``wss://endpoint/?v=N`` and return Hello's ``d``."""
+    async def connect(
+        self, endpoint: str, version: int | None = 8, *, hello: bool = True
+    ) -> dict[str, Any]:
+        """Open ``wss://endpoint/?v=N`` and return Hello's ``d`` (``hello=False``: return
+        at once, ``{}``, for a server that sends Hello later)."""
         if self._http is None:
             self._http = aiohttp.ClientSession()
         self.close_code = None
@@ -111,6 +114,8 @@ class VoiceClient:
         query = "" if version is None else f"?v={version}"
         self._ws = await self._http.ws_connect(f"wss://{endpoint}/{query}", ssl=self.ssl_context)
         self._reader = asyncio.create_task(self._read(self._ws))
+        if not hello:
+            return {}
         return (await self.recv(8))["d"]
 
     async def _read(self, ws: aiohttp.ClientWebSocketResponse) -> None:

@@ -70,11 +70,29 @@ async def test_startnotes_records_every_speaker_and_stopnotes_posts(running: Any
     ids = {u.id for u in r.speakers}
     await meeting.wait_for_speakers(ids)
     await r.sim.record.wait_for("voice.participant_done", timeout=WAIT)
+    bot = r.sim.world.bot.id
+    conns = {s.conn_id for s in r.voice.sessions.values() if s.user_id == bot}
     for user in r.speakers:
-        frames = meeting.capture.by_user()[user.id]
-        seqs = [f.sequence for f in frames]
-        assert seqs == sorted(seqs) and len(frames) > 20
-        assert all(f.opus for f in frames)
+        await r.sim.record.wait_for("voice.participant_done", timeout=WAIT, user_id=user.id)
+        ssrc = next(p.ssrc for p in r.voice.participants if p.user_id == user.id)
+        sent = [
+            e["seq"]
+            for e in r.sim.record.of("voice.rtp_out", ssrc=ssrc, action="sent")
+            if e["conn"] in conns
+        ]
+        await meeting.capture.until(
+            lambda u=user.id, s=sent: (
+                [f.sequence for f in meeting.capture.by_user()[u]][-1:] == s[-1:]
+            ),
+            WAIT,
+        )
+        seqs = [f.sequence for f in meeting.capture.by_user()[user.id]]
+        # Every frame the simulator sent the bot reached the meeting, in order: the
+        # speakers start after the bot is in the channel with the meeting's sink set.
+        receive = r.guild_state().session.stats()["session"]["receive"]
+        assert seqs == sent, (receive["users"].get(user.id), meeting.capture.gaps)
+        assert all(f.opus for f in meeting.capture.by_user()[user.id])
+    assert meeting.capture.gaps == []
     inv = await r.sim.invoke("stopnotes", user=r.organiser)
     await inv.wait(lambda resp: "Stopped recording" in _text(resp), timeout=WAIT)
     await _message(r, "captured meeting")

@@ -1,9 +1,12 @@
 """The voice WebSocket client, version 8 (voice-protocol.md section 2).
 
 :class:`VoiceGateway` is one WebSocket of a voice session
-(:class:`~notetaker.voice.session_state.VoiceSessionState`): Hello, Identify or Resume,
-Ready, IP discovery, Select Protocol, Session Description, Speaking(0), then heartbeats
-and server ops until either side closes. Where it is in that sequence is its
+(:class:`~notetaker.voice.session_state.VoiceSessionState`): Identify or Resume as soon
+as the socket opens, Ready, IP discovery, Select Protocol, Session Description,
+Speaking(0), then heartbeats and server ops until either side closes. Hello only sets the
+heartbeat interval, whenever it comes: before Identify as the docs show, or after it, as
+some servers send it (field-behaviours.md L2; discord.js, discord.py and songbird send
+Identify at open too). Where it is in that sequence is its
 :class:`GatewayState`, which changes only through one setter that checks
 :data:`TRANSITIONS` and logs one line per transition.
 
@@ -71,8 +74,8 @@ class GatewayState(enum.Enum):
     """Where one voice WebSocket is."""
 
     IDLE = "idle"  #: created, not connected
-    CONNECTING = "connecting"  #: opening the WebSocket, waiting for Hello
-    IDENTIFYING = "identifying"  #: Identify sent, waiting for Ready
+    CONNECTING = "connecting"  #: opening the WebSocket
+    IDENTIFYING = "identifying"  #: Identify sent (at open), waiting for Ready
     RESUMING = "resuming"  #: Resume sent, waiting for Resumed
     DISCOVERING = "discovering"  #: Ready received, UDP IP discovery running
     SELECTING = "selecting"  #: Select Protocol sent, waiting for Session Description
@@ -220,6 +223,7 @@ class VoiceGateway:
             self.closed.set()
             raise VoiceClosed(ABNORMAL_CLOSE, f"cannot connect: {exc}", self.attempt) from exc
         self._last_message = time.monotonic()
+        await self._on_open()
         self._reader = asyncio.create_task(self._read())
         await self._ready
 
@@ -396,17 +400,8 @@ class VoiceGateway:
 
     # -- handshake ------------------------------------------------------------------------
 
-    async def _on_hello(self, d: Any) -> None:
-        if self._state is not GatewayState.CONNECTING:
-            self._unexpected(OP_HELLO)
-            return
-        interval = _get(d, "heartbeat_interval", (int, float))
-        if interval is None or not 0 < interval < 1e9:
-            self._malformed("Hello without a heartbeat_interval")
-            interval = MAX_HEARTBEAT_INTERVAL * 1000
-        self._heartbeat_interval = min(float(interval) / 1000, MAX_HEARTBEAT_INTERVAL)
-        if self._heartbeat is None:
-            self._heartbeat = asyncio.create_task(self._heartbeat_loop(self._heartbeat_interval))
+    async def _on_open(self) -> None:
+        """The socket is open: Identify (or Resume) at once, without waiting for Hello."""
         creds = self.session.credentials
         self.session.dave.bind(self)
         if self.resume:
@@ -432,6 +427,26 @@ class VoiceGateway:
                     "max_dave_protocol_version": self.session.dave.max_protocol_version,
                 },
             )
+
+    async def _on_hello(self, d: Any) -> None:
+        # Any time after open, once: before Identify is answered or after (hello-late).
+        if self._state is GatewayState.CLOSED or self._heartbeat_interval is not None:
+            self._unexpected(OP_HELLO)
+            return
+        interval = _get(d, "heartbeat_interval", (int, float))
+        if interval is None or not 0 < interval < 1e9:
+            self._malformed("Hello without a heartbeat_interval")
+            interval = MAX_HEARTBEAT_INTERVAL * 1000
+        self._heartbeat_interval = min(float(interval) / 1000, MAX_HEARTBEAT_INTERVAL)
+        log.debug(
+            "voice gateway guild=%s attempt=%s: Hello in state %s, heartbeat every %.2f s",
+            self.session.credentials.guild_id,
+            self.attempt,
+            self._state.value,
+            self._heartbeat_interval,
+        )
+        if self._heartbeat is None:
+            self._heartbeat = asyncio.create_task(self._heartbeat_loop(self._heartbeat_interval))
 
     async def _on_ready(self, d: Any) -> None:
         if self._state is not GatewayState.IDENTIFYING:

@@ -40,7 +40,9 @@ class _VoiceStateRequest:
 
     channel_id: int | None
     state: asyncio.Event = field(default_factory=asyncio.Event)
+    #: set by a VOICE_SERVER_UPDATE with an endpoint (a null one only counts below)
     server: asyncio.Event = field(default_factory=asyncio.Event)
+    null_endpoints: int = 0
 
 
 class EngineLink(VoiceLink):
@@ -139,6 +141,8 @@ class EngineLink(VoiceLink):
         """A VOICE_SERVER_UPDATE: new token and endpoint (a join, a failover or a move).
 
         Outside of :meth:`request_voice_state` it is reported as :class:`ServerUpdate`.
+        ``endpoint: null`` means "the voice server went away, wait for a new one"
+        (field-behaviours.md L3): during a join it is not the answer, the next one is.
         """
         try:
             token = data.get("token")
@@ -155,7 +159,14 @@ class EngineLink(VoiceLink):
             self._endpoint = endpoint if isinstance(endpoint, str) and endpoint else None
             log.info("voice guild=%s: voice server: %s", self.guild_id, self._endpoint)
             if self._request is not None:
-                self._request.server.set()
+                if self._endpoint is None:
+                    log.info(
+                        "voice guild=%s: endpoint null: waiting for a voice server", self.guild_id
+                    )
+                    self._request.null_endpoints += 1
+                    self._request.server.clear()  # the latest one decides
+                else:
+                    self._request.server.set()
             else:
                 self._emit(ServerUpdate(self._attempt, self._endpoint))
         except Exception:
@@ -177,11 +188,16 @@ class EngineLink(VoiceLink):
                     await request.state.wait()
                     await request.server.wait()
             except TimeoutError:
+                server = "VOICE_SERVER_UPDATE"
+                if request.null_endpoints:
+                    server += (
+                        f" with an endpoint (only {request.null_endpoints} with endpoint null)"
+                    )
                 missing = [
                     name
                     for name, event in (
                         ("VOICE_STATE_UPDATE", request.state),
-                        ("VOICE_SERVER_UPDATE", request.server),
+                        (server, request.server),
                     )
                     if not event.is_set()
                 ]

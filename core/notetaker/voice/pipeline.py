@@ -97,6 +97,8 @@ class _Speaker:
     def deliver(self, seq: int, item: _Item) -> None:
         pipeline = self.pipeline
         timestamp, arrival, opus = item
+        if not opus:
+            return  # a padding-only packet's slot: nothing to play, nothing missing
         pcm = None
         if self.decoder is not None:
             try:
@@ -225,6 +227,16 @@ class ReceivePipeline:
     def _accept(
         self, speaker: _Speaker, seq: int, timestamp: int, arrival: float, opus: bytes
     ) -> None:
+        if not opus:
+            # Padding only (senders pad at silence boundaries, field-behaviours.md M3): no
+            # audio and nothing end-to-end encrypted, but it holds a sequence number, so
+            # it goes through the jitter buffer as a slot that plays out as nothing: not a
+            # decrypt failure, not a gap.
+            self.stats.ignore("padding_only")
+            result = speaker.buffer.push(seq, (timestamp, arrival, opus), arrival)
+            if result is not _ACCEPTED:
+                self.stats.drop("duplicate" if result is _DUPLICATE else "late", speaker.user_id)
+            return
         speaker.stats.received += 1
         if not self._passthrough and opus != OPUS_SILENCE:
             try:

@@ -18,8 +18,7 @@ from collections.abc import Callable
 from typing import cast
 
 from notetaker.errors import MalformedPacket, VoiceTimeout
-from notetaker.voice.classify import PacketKind, classify
-from notetaker.voice.discovery import RESPONSE, build_request, parse_discovery
+from notetaker.voice.discovery import build_request, parse_discovery_reply
 
 log = logging.getLogger(__name__)
 
@@ -27,6 +26,9 @@ log = logging.getLogger(__name__)
 KEEPALIVE_INTERVAL = 5.0
 #: Seconds between repeated discovery requests (UDP may lose the first).
 DISCOVERY_RETRY = 1.0
+
+#: The first bytes of a discovery response: u16 type 2. RTP and RTCP start 0x80/0x90.
+_REPLY_PREFIX = b"\x00\x02"
 
 #: ``feed(datagram, arrival)``; must not raise (the pipeline counts what it drops).
 Feed = Callable[[bytes, float], None]
@@ -41,6 +43,8 @@ class VoiceUdp(asyncio.DatagramProtocol):
         self._transport: asyncio.DatagramTransport | None = None
         self._discovery: asyncio.Future[tuple[str, int]] | None = None
         self._discovery_ssrc: int | None = None
+        #: Why the last discovery reply was rejected (for the timeout's message).
+        self.discovery_rejected: str | None = None
         self._keepalive: asyncio.Task[None] | None = None
         self._keepalive_count = 0
         self.remote: tuple[str, int] | None = None
@@ -71,7 +75,7 @@ class VoiceUdp(asyncio.DatagramProtocol):
         self.received += 1
         arrival = self._clock()
         waiter = self._discovery
-        if waiter is not None and not waiter.done() and classify(data) is PacketKind.DISCOVERY:
+        if waiter is not None and not waiter.done() and data[:2] == _REPLY_PREFIX:
             self._discovery_answer(data, waiter)
             return
         try:
@@ -93,20 +97,27 @@ class VoiceUdp(asyncio.DatagramProtocol):
     # -- discovery ----------------------------------------------------------------------
 
     def _discovery_answer(self, data: bytes, waiter: asyncio.Future[tuple[str, int]]) -> None:
+        # As lenient as discord.js (field-behaviours.md L1): type 2 and an IPv4 address.
         try:
-            packet = parse_discovery(data)
+            packet = parse_discovery_reply(data)
         except MalformedPacket as exc:
-            log.debug("voice udp: bad discovery reply ignored: %s", exc)
+            self.discovery_rejected = str(exc)
+            log.warning("voice udp: discovery reply rejected: %s", exc)
             return
-        if packet.type != RESPONSE or packet.ssrc != self._discovery_ssrc:
-            return
+        if packet.ssrc != self._discovery_ssrc:
+            log.debug(
+                "voice udp: discovery reply carries SSRC %s, not ours (%s); accepted",
+                packet.ssrc,
+                self._discovery_ssrc,
+            )
         waiter.set_result((packet.address, packet.port))
 
     async def discover(self, ssrc: int, limit: float) -> tuple[str, int]:
         """IP discovery (section 4.1): the address and port the server saw us at.
 
-        Resends the request every second until a response for ``ssrc`` arrives; raises
-        :class:`VoiceTimeout` after ``limit`` seconds.
+        Resends the request every second until a usable response arrives (its SSRC need
+        not be ``ssrc``: some servers send 0); raises :class:`VoiceTimeout` after ``limit``
+        seconds, naming why the last reply was rejected if one was.
         """
         loop = asyncio.get_running_loop()
         waiter: asyncio.Future[tuple[str, int]] = loop.create_future()
@@ -121,7 +132,11 @@ class VoiceUdp(asyncio.DatagramProtocol):
                     if done:
                         return waiter.result()
         except TimeoutError:
-            raise VoiceTimeout(f"no IP discovery reply within {limit:g} s") from None
+            why = self.discovery_rejected
+            raise VoiceTimeout(
+                f"no IP discovery reply within {limit:g} s"
+                + (f" (the last one was rejected: {why})" if why else "")
+            ) from None
         finally:
             self._discovery = None
             if not waiter.done():

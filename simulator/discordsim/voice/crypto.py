@@ -56,10 +56,20 @@ def audio_level_extension(level: int = 0x20) -> bytes:
     return bytes([0x10, level & 0x7F]) + b"\x00" * 6
 
 
-def rtp_header(seq: int, timestamp: int, ssrc: int, *, extension: bool) -> bytes:
-    """A 12-byte RTP header for Opus; with X=1 when an extension follows."""
-    first = 0x90 if extension else 0x80
+def rtp_header(
+    seq: int, timestamp: int, ssrc: int, *, extension: bool, padding: bool = False
+) -> bytes:
+    """A 12-byte RTP header for Opus; with X=1 when an extension follows, P=1 when the
+    payload ends in padding (its last byte the count, RFC 3550 5.1)."""
+    first = (0x90 if extension else 0x80) | (0x20 if padding else 0)
     return struct.pack(">BBHII", first, OPUS_PT, seq & 0xFFFF, timestamp & 0xFFFFFFFF, ssrc)
+
+
+def rtp_padding(count: int) -> bytes:
+    """RTP padding of ``count`` bytes (1-255): zeros, then the count."""
+    if not 1 <= count <= 255:
+        raise ValueError(f"RTP padding is 1-255 bytes, not {count}")
+    return bytes(count - 1) + bytes([count])
 
 
 def is_rtcp(packet: bytes) -> bool:

@@ -75,6 +75,8 @@ class VoiceSession:
     known_users: set[int] = field(default_factory=set)
     #: SSRCs this client was told about with op 5
     announced: set[int] = field(default_factory=set)
+    #: packets sent to this client per SSRC before its op 5 (the op5-late scenario)
+    unannounced: dict[int, int] = field(default_factory=dict)
     speaking_registered: bool = False
     media_session_id: str = field(default_factory=lambda: secrets.token_hex(16))
     _n: int = -1
@@ -237,6 +239,7 @@ class _Connection:
         self.session: VoiceSession | None = None
         self.last_heartbeat = time.monotonic()
         self.scenario = server.scenario
+        self._hello_sent = False
         self._later: set[asyncio.Task[None]] = set()
 
     @property
@@ -264,9 +267,8 @@ class _Connection:
                 # Discord has refused v<4 and a missing v since 2024-11-18; the code is
                 # UNCONFIRMED, 4006 is what libraries reported.
                 raise CloseConnection(4006, "unsupported gateway version")
-            await self.send_raw(
-                8, {"heartbeat_interval": self.scenario.heartbeat_interval_ms, "v": self.version}
-            )
+            if not self.scenario.hello_after_identify:
+                await self._send_hello()
             async for msg in self.ws:
                 if msg.type == WSMsgType.TEXT:
                     await self._text(msg.data)
@@ -294,6 +296,12 @@ class _Connection:
             if rec.first("voice.close", conn=self.conn_id) is None:
                 rec.add("voice.close", conn=self.conn_id, code=code, by="client")
             self._detach(code)
+
+    async def _send_hello(self) -> None:
+        self._hello_sent = True
+        await self.send_raw(
+            8, {"heartbeat_interval": self.scenario.heartbeat_interval_ms, "v": self.version}
+        )
 
     def _detach(self, code: int | None) -> None:
         session = self.session
@@ -330,6 +338,8 @@ class _Connection:
             self.record.add("voice.op", conn=self.conn_id, op=None, d=None, error="undecodable")
             raise CloseConnection(4002, "failed to decode payload") from None
         self.record.add("voice.op", conn=self.conn_id, op=op, d=_redact(op, d))
+        if op in (0, 7) and not self._hello_sent:
+            await self._send_hello()  # hello-late: Hello only answers Identify or Resume
         handler = _HANDLERS.get(op)
         if handler is None:
             if op in DAVE_CLIENT_OPS and self.session is not None:

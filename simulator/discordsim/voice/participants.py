@@ -272,6 +272,13 @@ class Participant:
         self.withdrawn = True
         self.hush()
 
+    async def _padding_only(self, count: int, ts: int) -> None:
+        """Where speech stops: ``count`` padding-only packets, each its own sequence number
+        and the last frame's timestamp (the padding scenario)."""
+        for _ in range(count):
+            self.seq = (self.seq + 1) & 0xFFFF
+            await self.server.forward_padding(self, self.seq, ts)
+
     async def _speak(self, at: float, slots: list[bytes | None] | None) -> None:
         loop = asyncio.get_running_loop()
         await _sleep_until(loop, at)
@@ -282,17 +289,25 @@ class Participant:
         # Frames since the clock's origin: the RTP timestamp counts through the silence
         # between two speeches, as a real sender's does.
         base = round((t0 - self._clock0) / FRAME_S)
+        burst = self.server.scenario.padding_burst
+        last_ts: int | None = None  # the timestamp of the frame before, while speaking
         for i, slot in enumerate(slots or ()):
             # Absolute deadlines: a late wake-up is caught up, never accumulated as drift.
             await _sleep_until(loop, t0 + i * FRAME_S)
             if not self.in_channel:
                 break  # left mid-sentence: a member out of the call sends nothing
             if slot is None:
+                if last_ts is not None:
+                    await self._padding_only(burst, last_ts)
+                last_ts = None
                 continue
             self.seq = (self.seq + 1) & 0xFFFF
             ts = (self.timestamp0 + (base + i) * FRAME_SAMPLES) & 0xFFFFFFFF
             await self.server.forward_audio(self, self.seq, ts, slot)
             self.sent += 1
+            last_ts = ts
+        if last_ts is not None and self.in_channel:
+            await self._padding_only(burst, last_ts)
         self.server.record.add("voice.participant_done", user_id=self.user_id, sent=self.sent)
 
 

@@ -27,9 +27,10 @@ import contextlib
 import ipaddress
 import itertools
 import logging
+import random
 import secrets
 import struct
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from aiohttp import web
@@ -37,7 +38,12 @@ from aiohttp import web
 from discordsim.record import Record, fingerprint
 from discordsim.scenarios import SCENARIOS, Scenario
 from discordsim.tls import TestCA
-from discordsim.voice.crypto import SILENCE_FRAME, audio_level_extension, rtp_header
+from discordsim.voice.crypto import (
+    SILENCE_FRAME,
+    audio_level_extension,
+    rtp_header,
+    rtp_padding,
+)
 from discordsim.voice.dave import DaveDelivery
 from discordsim.voice.dave_delivery import MlsDelivery
 from discordsim.voice.gateway import CloseConnection, VoiceSession, serve_connection
@@ -131,6 +137,8 @@ class VoiceServer:
             self.scenario.dup_pct,
             self.scenario.seed,
         )
+        #: padding draws (which packets, how many bytes), repeatable per scenario seed
+        self._padding_rng = random.Random(self.scenario.seed)
         self.udp_host = host
         self.udp_port = 0
         self.stopped = asyncio.Event()
@@ -261,8 +269,10 @@ class VoiceServer:
     # -- VoiceSide -------------------------------------------------------------------
     def grant(self, guild_id: int, user_id: int, session_id: str, channel_id: int) -> VoiceGrant:
         """Issue a fresh token for the user's new voice state at the current endpoint (the
-        primary one, or the failover one once a failover happened)."""
-        return self._issue(guild_id, user_id, session_id, channel_id, self.current_endpoint)
+        primary one, or the failover one once a failover happened). With the scenario's
+        ``null_endpoint_for_s`` the main gateway announces it with a null endpoint first."""
+        grant = self._issue(guild_id, user_id, session_id, channel_id, self.current_endpoint)
+        return replace(grant, null_endpoint_for_s=self.scenario.null_endpoint_for_s)
 
     def _issue(
         self, guild_id: int, user_id: int, session_id: str, channel_id: int, endpoint: str
@@ -596,12 +606,46 @@ class VoiceServer:
         for session in self._live_in(self.world.voice_channel.id, exclude=p.user_id):
             if session.cipher is None or session.udp_addr is None:
                 continue
-            if p.ssrc not in session.announced:
-                # op 5 maps the SSRC to the user and must precede the first packet (§6).
-                session.announced.add(p.ssrc)
-                await session.send(5, {"speaking": 1, "ssrc": p.ssrc, "user_id": str(p.user_id)})
+            await self._announce(session, p)
             frame = self.dave.outbound_frame(session, p.user_id, opus)
+            padded = self._padding_rng.random() * 100 < self.scenario.padding_pct
+            if padded:
+                frame += rtp_padding(self._padding_rng.randint(1, 16))
             packet = session.cipher.encrypt_rtp(
-                rtp_header(seq, ts, p.ssrc, extension=True), audio_level_extension(level), frame
+                rtp_header(seq, ts, p.ssrc, extension=True, padding=padded),
+                audio_level_extension(level),
+                frame,
             )
-            self.loss.send(media, session, packet, p.ssrc, seq)
+            kind = "padded" if padded else "audio"
+            self.loss.send(media, session, packet, p.ssrc, seq, kind=kind)
+
+    async def forward_padding(self, p: Participant, seq: int, ts: int) -> None:
+        """Send a padding-only packet of a participant (no audio, its own sequence number)
+        to every live client in the channel, as real senders do where speech stops."""
+        media = self._media
+        if media is None:
+            return
+        for session in self._live_in(self.world.voice_channel.id, exclude=p.user_id):
+            if session.cipher is None or session.udp_addr is None:
+                continue
+            await self._announce(session, p)
+            packet = session.cipher.encrypt_rtp(
+                rtp_header(seq, ts, p.ssrc, extension=True, padding=True),
+                audio_level_extension(127),
+                rtp_padding(self._padding_rng.randint(1, 16)),
+            )
+            self.loss.send(media, session, packet, p.ssrc, seq, kind="padding-only")
+
+    async def _announce(self, session: VoiceSession, p: Participant) -> None:
+        """op 5 maps the SSRC to the user and, on Discord as documented, precedes the first
+        packet (voice-protocol.md §6); ``op5_late_packets`` lets that many go first."""
+        if p.ssrc in session.announced:
+            return
+        early = session.unannounced.get(p.ssrc, 0)
+        if early < self.scenario.op5_late_packets:
+            session.unannounced[p.ssrc] = early + 1
+            if not early:
+                self.record.add("voice.op5_late", user_id=p.user_id, ssrc=p.ssrc)
+            return
+        session.announced.add(p.ssrc)
+        await session.send(5, {"speaking": 1, "ssrc": p.ssrc, "user_id": str(p.user_id)})

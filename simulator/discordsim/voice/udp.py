@@ -53,13 +53,17 @@ class MediaProtocol(asyncio.DatagramProtocol):
             self.counts["discovery"] += 1
             if session is not None:
                 session.observed_addr = (addr[0], addr[1])
+            # Some servers answer without echoing the SSRC (scenario discovery-variant).
+            echoed = self.server.scenario.discovery_reply_ssrc
+            reply_ssrc = ssrc if echoed is None else echoed
             rec.add(
                 "voice.discovery",
                 ssrc=ssrc,
                 conn=session.conn_id if session else None,
                 address=[addr[0], addr[1]],
+                reply_ssrc=reply_ssrc,
             )
-            self.sendto(discovery_reply(ssrc, addr[0], addr[1]), addr)
+            self.sendto(discovery_reply(reply_ssrc, addr[0], addr[1]), addr)
             return
         if len(data) == 8:
             # Keepalives (discord.js: u32 LE counter + 4 zero bytes; py-cord: u64 BE counter).
@@ -133,9 +137,18 @@ class LossModel:
         self.enabled = bool(loss_pct or reorder_pct or dup_pct)
 
     def send(
-        self, media: MediaProtocol, session: VoiceSession, packet: bytes, ssrc: int, seq: int
+        self,
+        media: MediaProtocol,
+        session: VoiceSession,
+        packet: bytes,
+        ssrc: int,
+        seq: int,
+        *,
+        kind: str = "audio",
     ) -> None:
-        """Send ``packet`` to the session's client under the model, recording the outcome."""
+        """Send ``packet`` to the session's client under the model, recording the outcome.
+        ``kind`` (recorded as ``what``): ``audio``, ``padded`` (audio with RTP padding) or
+        ``padding-only``."""
         addr = session.udp_addr
         if addr is None:
             return
@@ -159,5 +172,5 @@ class LossModel:
         elif action == "held":
             session.held = packet
         media.server.record.add(
-            "voice.rtp_out", conn=session.conn_id, ssrc=ssrc, seq=seq, action=action
+            "voice.rtp_out", conn=session.conn_id, ssrc=ssrc, seq=seq, action=action, what=kind
         )
