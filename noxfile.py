@@ -3,7 +3,7 @@
 nox -s lint typecheck     static checks
 nox -s tests              core, simulator and transcriber tests, no Discord library
 nox -s backend            each backend at its newest library version, against the simulator
-nox -s "backend(name='pycord', version='2.8.1')"   one cell
+nox -s "backend(pycord-2.8.1)"   one cell (nox -l lists them)
 nox -s bench              benchmarks (print figures)
 """
 

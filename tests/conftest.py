@@ -91,6 +91,9 @@ def settings(tmp_path: Path, transport: str) -> Any:
         transport=transport,
         data_dir=tmp_path / "data",
         recording_nickname_prefix="[REC] ",
+        # The simulator sends its one guild right after READY: the library's 2 s wait for
+        # more would be spent in every test's setup.
+        guild_ready_timeout_s=0.05,
         policy={"base_delay": 0.05, "max_delay": 0.2, "reset_wait": 0.05, "move_grace": 0.5},
     )
 

@@ -136,6 +136,10 @@ class Settings(BaseSettings):
     #: it was interrupted less than this many seconds ago and people are still in the
     #: voice channel; otherwise its notes are posted, marked where it was cut short.
     resume_within_s: float = Field(default=600.0, ge=0)
+    #: After READY, how long the library waits for further guilds to arrive before the
+    #: bot counts as ready and answers commands (the libraries' default, 2 s, after the
+    #: last guild). A bot in a handful of guilds can lower it.
+    guild_ready_timeout_s: float = Field(default=2.0, ge=0, le=60)
     #: ``DEBUG``, ``INFO``, ``WARNING``...
     log_level: str = "INFO"
     #: ``text`` (key=value) or ``json`` (one object per line).

@@ -349,7 +349,13 @@ async def _stack(
     spec = plugins.load().backend(backend_name)
     helper = helper_module(spec.libraries[0])
     settings = Settings(
-        backend=backend_name, transport=transport, data_dir=data_dir, policy=dict(POLICY)
+        backend=backend_name,
+        transport=transport,
+        data_dir=data_dir,
+        policy=dict(POLICY),
+        # The simulator's one guild arrives right after READY; the library's default 2 s
+        # wait for more would be paid once per check.
+        guild_ready_timeout_s=0.05,
     )
     scenario = get(check.scenario)
     if check.forgive_port_strip:

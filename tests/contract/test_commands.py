@@ -34,6 +34,11 @@ async def test_logs_in_and_registers_every_command(running: Any) -> None:
     assert descriptions["startnotes"] == "Start recording meeting notes in your voice channel"
 
 
+async def test_the_guild_ready_timeout_setting_reaches_the_library(running: Any) -> None:
+    # conftest sets 0.05 s; the library's own default (2 s) would mean it was not passed on.
+    assert running.backend.client._connection.guild_ready_timeout == 0.05
+
+
 async def test_status_is_answered_ephemerally(running: Any) -> None:
     inv = await running.sim.invoke("notesstatus", user=running.guest)
     answer = await inv.callback()

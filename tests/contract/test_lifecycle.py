@@ -151,7 +151,9 @@ def _library_defaults_restored() -> Any:
 def _settings(tmp_path: Path, **extra: Any) -> Any:
     from notetaker.config import Settings
 
-    return Settings(backend=BACKEND or "", data_dir=tmp_path / "data", **extra)
+    return Settings(
+        backend=BACKEND or "", data_dir=tmp_path / "data", guild_ready_timeout_s=0.05, **extra
+    )
 
 
 async def test_the_api_base_and_gateway_settings_take_the_bot_to_that_server(

@@ -147,6 +147,7 @@ def box(tmp_path: Path) -> Box:
         "NOTETAKER_RECORDING_NICKNAME_PREFIX": "",
         "NOTETAKER_POLICY__BASE_DELAY": "0.05",
         "NOTETAKER_POLICY__MAX_DELAY": "0.2",
+        "NOTETAKER_GUILD_READY_TIMEOUT_S": "0.05",  # the simulator has one guild
         "HF_HUB_OFFLINE": "1",
         "XDG_CACHE_HOME": str(cache),
         "MPLCONFIGDIR": str(cache / "mpl"),

@@ -33,7 +33,11 @@ class DiscordpyBackend(LibraryBackend):
         intents = discord.Intents.default()
         intents.voice_states = True
         intents.members = self.settings.members_intent
-        client = discord.Client(intents=intents, enable_debug_events=False)
+        client = discord.Client(
+            intents=intents,
+            enable_debug_events=False,
+            guild_ready_timeout=self.settings.guild_ready_timeout_s,
+        )
         self.tree = app_commands.CommandTree(client)
 
         async def setup_hook() -> None:

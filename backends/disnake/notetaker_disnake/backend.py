@@ -43,7 +43,9 @@ class DisnakeBackend(LibraryBackend):
         # An InteractionBot (no prefix commands) syncs the registered application
         # commands itself: after login it fetches the global ones and overwrites them
         # when they differ.
-        return commands.InteractionBot(intents=intents)
+        return commands.InteractionBot(
+            intents=intents, guild_ready_timeout=self.settings.guild_ready_timeout_s
+        )
 
     def apply_endpoints(self, api_base: str | None, gateway_url: str | None) -> None:
         from disnake.http import Route

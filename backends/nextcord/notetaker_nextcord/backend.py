@@ -42,7 +42,9 @@ class NextcordBackend(LibraryBackend):
         intents.voice_states = True
         intents.members = self.settings.members_intent
         # nextcord rolls out the registered application commands itself on connect.
-        return nextcord.Client(intents=intents)
+        return nextcord.Client(
+            intents=intents, guild_ready_timeout=self.settings.guild_ready_timeout_s
+        )
 
     def apply_endpoints(self, api_base: str | None, gateway_url: str | None) -> None:
         from nextcord.http import Route

@@ -34,7 +34,7 @@ class PycordBackend(LibraryBackend):
         intents.voice_states = True
         intents.members = self.settings.members_intent
         # py-cord syncs the registered application commands itself on connect.
-        return discord.Bot(intents=intents)
+        return discord.Bot(intents=intents, guild_ready_timeout=self.settings.guild_ready_timeout_s)
 
     def apply_endpoints(self, api_base: str | None, gateway_url: str | None) -> None:
         from discord.http import API_VERSION, Route

@@ -98,7 +98,11 @@ class _Speaker:
         pipeline = self.pipeline
         timestamp, arrival, opus = item
         if not opus:
-            return  # a padding-only packet's slot: nothing to play, nothing missing
+            # A padding-only packet's slot: nothing to play, nothing missing. Counted as
+            # ignored here, when it leaves the buffer, so that while it is held it counts
+            # as pending only (received == ignored + dropped + delivered + pending).
+            pipeline.stats.ignore("padding_only")
+            return
         pcm = None
         if self.decoder is not None:
             try:
@@ -231,8 +235,7 @@ class ReceivePipeline:
             # Padding only (senders pad at silence boundaries, field-behaviours.md M3): no
             # audio and nothing end-to-end encrypted, but it holds a sequence number, so
             # it goes through the jitter buffer as a slot that plays out as nothing: not a
-            # decrypt failure, not a gap.
-            self.stats.ignore("padding_only")
+            # decrypt failure, not a gap (counted as ignored when it plays out).
             result = speaker.buffer.push(seq, (timestamp, arrival, opus), arrival)
             if result is not _ACCEPTED:
                 self.stats.drop("duplicate" if result is _DUPLICATE else "late", speaker.user_id)
