@@ -62,6 +62,11 @@ CHECKS = (
     "dave-required-4017",
     "crash-4015",
     "failover",
+    "padding",
+    "op5-late",
+    "hello-late",
+    "discovery-variant",
+    "null-endpoint",
 )
 TRANSPORTS = ("native", "engine")
 LIBRARIES = FACTS.DISCORD_LIBRARIES

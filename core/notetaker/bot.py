@@ -25,7 +25,9 @@ from notetaker.errors import NotetakerError, PermissionDenied, VoiceStopped
 from notetaker.live.captions import CaptionLine, CaptionPoster, stop_captions
 from notetaker.live.language import parse_language
 from notetaker.live.queue import Backlog
+from notetaker.recorder.search import SearchHit, match_expression
 from notetaker.recovery import Decision, Interrupted, RecoveryPolicy, decide
+from notetaker.search_reply import REPLY_HITS, search_reply
 from notetaker.session import Reconnected, Resumed, StateChanged, Stopped, VoiceSession, VoiceState
 from notetaker.sink import AudioSink
 
@@ -78,6 +80,18 @@ COMMANDS: tuple[CommandSpec, ...] = (
     CommandSpec("stopnotes", "Stop recording and post the meeting notes"),
     CommandSpec("leave", "Stop any recording and leave the voice channel"),
     CommandSpec("notesstatus", "Show whether notes are being taken, for how long, and who spoke"),
+    CommandSpec(
+        "notessearch",
+        "Search what was said in this server's past meetings",
+        (
+            OptionSpec(
+                "query",
+                "string",
+                'Words that must all appear; "a phrase" as said, budg* for a prefix',
+                max_length=200,
+            ),
+        ),
+    ),
     CommandSpec("optout", "Exclude yourself from recordings in this server"),
     CommandSpec("optin", "Allow yourself to be recorded again in this server"),
 )
@@ -196,6 +210,11 @@ class MeetingFactory(Protocol):
         """Write the notes of what ``meeting`` recorded before it was interrupted."""
         ...
 
+    def search(self, guild_id: int, query: str, limit: int) -> Sequence[SearchHit]:
+        """Up to ``limit`` transcript lines of ``guild_id``'s meetings matching ``query``
+        (:func:`notetaker.recorder.search.search`); blocking (the bot runs it on a thread)."""
+        ...
+
 
 @dataclass
 class GuildState:
@@ -234,6 +253,7 @@ class NotetakerBot:
             "stopnotes": self._stopnotes,
             "leave": self._leave,
             "notesstatus": self._status,
+            "notessearch": self._search,
             "optout": self._optout,
             "optin": self._optin,
         }
@@ -736,6 +756,16 @@ class NotetakerBot:
             if backlog.speech_s >= 1:
                 parts.append(f"{round(backlog.speech_s)} s of speech not transcribed yet")
         await ctx.reply("; ".join(parts) + ".", ephemeral=True)
+
+    async def _search(self, ctx: CommandContext, state: GuildState) -> None:
+        # Everything said in the server's meetings: the same people who may record them.
+        self._require_control(ctx)
+        query = str(ctx.invocation.options.get("query") or "")
+        match_expression(query)  # nothing to search for: say so before any work
+        hits = await asyncio.to_thread(self.meetings.search, ctx.guild_id, query, REPLY_HITS + 1)
+        await ctx.reply(
+            search_reply(query, hits[:REPLY_HITS], more=len(hits) > REPLY_HITS), ephemeral=True
+        )
 
     async def _optout(self, ctx: CommandContext, state: GuildState) -> None:
         user = ctx.member.id

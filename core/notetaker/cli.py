@@ -394,6 +394,64 @@ def transcribe_cmd(ctx: click.Context, meeting: int, language: str | None) -> No
         click.echo(f"wrote {path}")
 
 
+@cli.command("search")
+@click.argument("query", nargs=-1, required=True)
+@click.option("--guild", "guild_id", type=int, default=None, help="Only this server's meetings.")
+@click.option("--speaker", default=None, help="Only lines of this speaker (name or user id).")
+@click.option(
+    "--since",
+    type=click.DateTime(formats=["%Y-%m-%d"]),
+    default=None,
+    help="Only meetings started on or after this date (YYYY-MM-DD, UTC).",
+)
+@click.option(
+    "--limit",
+    type=click.IntRange(1, 1000),
+    default=20,
+    show_default=True,
+    help="At most this many lines.",
+)
+@click.pass_context
+def search_cmd(
+    ctx: click.Context,
+    query: tuple[str, ...],
+    guild_id: int | None,
+    speaker: str | None,
+    since: Any,
+    limit: int,
+) -> None:
+    """Find what was said in past meetings.
+
+    Every word must appear in a line ("quoted phrases" as written, a trailing * for a
+    prefix: budg*); best matches first. Prints the meeting, its date, the [mm:ss] of the
+    line on the meeting's clock, the speaker and the line. Lines are searchable as soon
+    as the live transcription writes them, while a meeting is still recording.
+    """
+    import datetime as dt
+
+    from notetaker.notes.render import clock
+
+    settings = _settings(ctx)
+    since_ts = since.replace(tzinfo=dt.UTC).timestamp() if since is not None else None
+    index = _index(settings)
+    try:
+        hits = index.search(
+            " ".join(query), guild_id=guild_id, speaker=speaker, since=since_ts, limit=limit
+        )
+    finally:
+        index.close()
+    if not hits:
+        click.echo("no matches")
+        return
+    for hit in hits:
+        day = dt.datetime.fromtimestamp(hit.started_at, dt.UTC).strftime("%Y-%m-%d")
+        where = f"#{hit.channel_name}" if hit.channel_name else f"guild {hit.guild_id}"
+        who = hit.speaker or f"user {hit.user_id}"
+        click.echo(
+            f"meeting {hit.meeting_id:<4} {day}  {where}  [{clock(hit.start_s)}] {who}: {hit.text}"
+        )
+
+
 def _versions(found: plugins.Plugins, spec: Any) -> str:
     return (
         ", ".join(

@@ -151,6 +151,11 @@ class RecordingError(NotetakerError):
     """The recorder could not write or read a meeting."""
 
 
+class SearchError(NotetakerError):
+    """A search that cannot run: nothing to search for, or no full-text search (FTS5) in
+    this Python's SQLite."""
+
+
 class TranscriptionError(NotetakerError):
     """Transcription failed."""
 

@@ -382,6 +382,11 @@ class CaptureMeetings:
     def interrupted(self) -> list[Interrupted]:
         return list(self.left_over)
 
+    def search(self, guild_id: int, query: str, limit: int) -> list[Any]:
+        """Nothing: capture meetings are not transcribed (the real search is
+        :meth:`notetaker.meeting.MeetingRecorderFactory.search`)."""
+        return []
+
     async def resume(self, meeting: Interrupted, *, opted_out: Collection[str]) -> CaptureMeeting:
         from notetaker.commands import Member
 

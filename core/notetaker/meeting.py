@@ -45,6 +45,7 @@ from notetaker.recorder.ogg_read import TrackReader
 from notetaker.recorder.ogg_tail import repair_tail
 from notetaker.recorder.paths import DataLayout
 from notetaker.recorder.recorder import Recorder
+from notetaker.recorder.search import SearchHit
 from notetaker.recorder.timeline import TimelineEvent
 from notetaker.recovery import Interrupted
 from notetaker.sink import SAMPLE_RATE, AudioSink, FanOut
@@ -680,6 +681,14 @@ class MeetingRecorderFactory:
         )
         self._mine.add(meeting.meeting_id)
         return meeting
+
+    def search(self, guild_id: int, query: str, limit: int) -> list[SearchHit]:
+        """``guild_id``'s transcript lines matching ``query``, from the session index."""
+        index = MeetingIndex.open(self.settings.data_dir)
+        try:
+            return index.search(query, guild_id=guild_id, limit=limit)
+        finally:
+            index.close()
 
     # -- restart recovery ----------------------------------------------------------------
 

@@ -33,6 +33,7 @@ def test_help_lists_the_working_subcommands() -> None:
         "export",
         "delete",
         "transcribe",
+        "search",
     ):
         assert name in out
 

@@ -115,6 +115,21 @@ SUITE: tuple[Check, ...] = (
         "records a speaker whose first packets come before the op 5 that names them",
         speech_s=3.0,
     ),
+    Check(
+        "hello-late",
+        "hello-late",
+        "joins when the voice gateway's Hello comes only after Identify",
+    ),
+    Check(
+        "discovery-variant",
+        "discovery-variant",
+        "joins when the IP discovery reply carries SSRC 0",
+    ),
+    Check(
+        "null-endpoint",
+        "null-endpoint",
+        "waits out a VOICE_SERVER_UPDATE whose endpoint is null, joins with the next",
+    ),
 )
 SUITE_BY_NAME = {c.name: c for c in SUITE}
 #: the check that stands for "today's Discord" (modern, DAVE required since 2026-03-02)

@@ -77,6 +77,19 @@ async def test_meeting_notes_from_spoken_script(
         assert wer(text, " ".join(captioned[name])) < MAX_WER, (name, captioned[name])
     assert outcome.rate_limited == 0
 
+    # What the live path wrote is searchable: the longest word of each speaker's first
+    # line finds their lines, under their name.
+    index = MeetingIndex.open(meeting_settings.data_dir)
+    try:
+        for name in said:
+            first = next(ln for ln in lines if ln["speaker"] == name)
+            word = max(normalise_words(first["text"]), key=len)
+            hits = index.search(word, speaker=name)
+            assert any(word in normalise_words(h.text) for h in hits), (name, word)
+            assert {(h.meeting_id, h.speaker) for h in hits} == {(outcome.meeting_id, name)}
+    finally:
+        index.close()
+
     if TRANSCRIBER == "whisperx":
         # Offline, WhisperX runs without word alignment (its aligner is a download): it
         # returns VAD chunks of up to 30 s without word times, so one speaker's turns on
@@ -130,5 +143,6 @@ async def test_an_opted_out_member_never_reaches_the_transcript_or_the_captions(
         assert {t.user_id for t in meeting.tracks} == {outcome.speakers["bob"]}
         assert carol not in {s.user_id for s in meeting.speakers}
         assert {s.user_id for s in index.segments(outcome.meeting_id)} == {outcome.speakers["bob"]}
+        assert index.search("release") and not index.search("rather recorded")
     finally:
         index.close()

@@ -29,6 +29,8 @@ from typing import Final
 
 from notetaker.errors import RecordingError
 from notetaker.recorder.paths import DataLayout, checked_id
+from notetaker.recorder.search import SearchHit, create_search, has_search
+from notetaker.recorder.search import search as search_lines
 from notetaker.recorder.timeline import EVENT_KINDS, TimelineEvent
 from notetaker.transcript import Segment, Word
 
@@ -197,6 +199,7 @@ class MeetingIndex:
             self._db.execute("PRAGMA synchronous=NORMAL")
             self._db.execute("PRAGMA foreign_keys=ON")
             self._migrate()
+            self._ensure_search()
         except (sqlite3.Error, RecordingError) as exc:
             self._db.close()
             if isinstance(exc, RecordingError):
@@ -259,6 +262,13 @@ class MeetingIndex:
                     if statement.strip():
                         db.execute(statement)
             db.execute("UPDATE schema_version SET version = ?", (len(MIGRATIONS),))
+
+    def _ensure_search(self) -> None:
+        # Derived data, kept out of the versioned schema (recorder/search.py): built
+        # once, where this SQLite can, without a write lock when it is already there.
+        if not has_search(self._db):
+            with self._tx() as db:
+                create_search(db)
 
     @property
     def schema_version(self) -> int:
@@ -568,6 +578,22 @@ class MeetingIndex:
                     (checked_id(meeting_id, "meeting id"),),
                 )
             ]
+
+    def search(
+        self,
+        query: str,
+        *,
+        guild_id: int | None = None,
+        speaker: str | None = None,
+        since: float | None = None,
+        limit: int = 20,
+    ) -> list[SearchHit]:
+        """Transcript lines of every meeting matching ``query`` (see
+        :func:`notetaker.recorder.search.search`); SearchError if it cannot run."""
+        with self._lock:
+            return search_lines(
+                self._db, query, guild_id=guild_id, speaker=speaker, since=since, limit=limit
+            )
 
     # -- deleting --------------------------------------------------------------------
 
