@@ -315,7 +315,11 @@ def meetings_cmd(ctx: click.Context, status: str | None) -> None:
 @click.option("--no-mix", is_flag=True, help="Only copy the per-speaker tracks.")
 @click.pass_context
 def export_cmd(ctx: click.Context, meeting: int, out_dir: Path, no_mix: bool) -> None:
-    """Write MEETING's mixed-down audio and every speaker's track to a folder."""
+    """Write MEETING's mixed-down audio and every speaker's track to a folder.
+
+    Tracks are named for their speakers in the order they joined
+    (1-alice-<user id>.opus, 2-bob-<user id>.opus); the mix is meeting-<id>-mix.opus.
+    """
     from notetaker.recorder.export import export_meeting
 
     index = _index(_settings(ctx))
@@ -325,8 +329,8 @@ def export_cmd(ctx: click.Context, meeting: int, out_dir: Path, no_mix: bool) ->
         index.close()
     if result.mix:
         click.echo(f"mix: {result.mix}")
-    for uid, path in sorted(result.tracks.items()):
-        click.echo(f"track {uid}: {path}")
+    for path in sorted(result.tracks.values(), key=lambda p: int(p.name.split("-", 1)[0])):
+        click.echo(f"track: {path}")
     for uid in result.missing:
         click.echo(f"track {uid}: file missing", err=True)
 

@@ -89,8 +89,9 @@ def test_export_writes_a_mix_and_each_track(data: Path, tmp_path: Path) -> None:
     out = CliRunner().invoke(cli, ["export", str(meeting_id), "-o", str(out_dir)])
     assert out.exit_code == 0, out.output
     files = sorted(p.name for p in out_dir.iterdir())
-    assert f"{meeting_id}-mix.opus" in files and len(files) == 3
-    with av.open(str(out_dir / f"{meeting_id}-mix.opus")) as mix:
+    # Tracks named for their speakers, in the order they joined.
+    assert files == [f"1-alice-{ALICE}.opus", f"2-bob-{BOB}.opus", f"meeting-{meeting_id}-mix.opus"]
+    with av.open(str(out_dir / f"meeting-{meeting_id}-mix.opus")) as mix:
         seconds = sum(f.samples for f in mix.decode(audio=0)) / 48_000
     assert abs(seconds - 2.0) <= 0.04
 

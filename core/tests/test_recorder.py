@@ -513,7 +513,7 @@ def test_export_of_one_track_and_a_missing_one(tmp_path: Path) -> None:
     assert result.missing == [6]
     assert sorted(result.tracks) == [5]
     assert result.tracks[5].read_bytes() == DataLayout(data).track_path(mid, 5).read_bytes()
-    assert result.mix == out / f"{mid}-mix.opus"
+    assert result.mix == out / f"meeting-{mid}-mix.opus"
     mix = decode(result.mix)
     assert mix.size / RATE == pytest.approx(1.5, abs=TOLERANCE_S)
     assert onset(mix, 0.5) == pytest.approx(0.5, abs=TOLERANCE_S)
