@@ -162,7 +162,7 @@ def run_posthoc(folder: Path, data_dir: Path, model: str, threads: int) -> dict[
                 segments.append(Segment(uid, seg.start, seg.end, seg.text.strip()))
                 heard.setdefault(uid, []).append(seg.text)
     index.add_segments(mid, 1, segments)
-    notes_for(_settings(data_dir, model), index, mid)
+    asyncio.run(notes_for(_settings(data_dir, model), index, mid))
     notes_s = time.perf_counter() - stopped
     return {
         "notes_s": notes_s,
@@ -252,7 +252,7 @@ def run_live(
     cutter.close()
     recorder.close()
     asyncio.run(queue.drain(mid))
-    notes_for(settings, index, mid)
+    asyncio.run(notes_for(settings, index, mid))
     notes_s = time.perf_counter() - stopped
     stats = queue.stats()
     out: dict[str, Any] = {

@@ -49,5 +49,7 @@ def notetaker_register_renderers(register: Registry[RendererSpec]) -> None:
     """Register notes formats with ``register.add(RendererSpec(...))``.
 
     Called once by :func:`notetaker.plugins.load`. Every registered renderer writes
-    its file when notes are produced; ``render`` must be a pure function of the notes.
+    its file when notes are produced (``notes.<extension>``, or ``filename``), on a
+    worker thread; ``render`` must be a pure function of the notes returning text or,
+    for a picture, bytes. One that raises is logged and left out of that meeting's files.
     """

@@ -169,12 +169,23 @@ def make_queue(
 
 
 def render_all(notes: Notes, directory: Path) -> list[Path]:
-    """Write the notes in every registered format into ``directory``."""
+    """Write the notes in every registered format into ``directory``. A format that
+    fails is logged and left out: it never costs the meeting the others."""
     directory.mkdir(parents=True, exist_ok=True)
     written = []
     for spec in plugins.load().renderers:
-        path = directory / f"notes.{spec.extension}"
-        path.write_text(spec.render(notes), encoding="utf-8")
+        path = directory / spec.file_name
+        try:
+            content = spec.render(notes)
+            if isinstance(content, bytes):
+                path.write_bytes(content)
+            else:
+                path.write_text(content, encoding="utf-8")
+        except Exception:
+            log.exception(
+                "notes format %s (%s) failed; the others are written", spec.name, path.name
+            )
+            continue
         written.append(path)
     return written
 
@@ -191,7 +202,7 @@ def untranscribed(failed: Sequence[tuple[Utterance, str]]) -> list[MissingSpan]:
     return [MissingSpan(u.user_id, u.start_s, u.end_s, "transcription") for u, _ in failed]
 
 
-def notes_for(
+async def notes_for(
     settings: Settings,
     index: MeetingIndex,
     meeting_id: int,
@@ -226,7 +237,9 @@ def notes_for(
         notices=notices,
     )
     directory = DataLayout(settings.data_dir).meeting_dir(meeting_id) / "notes"
-    files = render_all(notes, directory)
+    # On a thread: a long meeting's formats and its picture take a while, and other
+    # guilds' voice runs on this loop. Cancelled meanwhile, the meeting stays unfinished.
+    files = await asyncio.to_thread(render_all, notes, directory)
     index.set_status(meeting_id, "done", at=time.time())
     # The file keeps its front matter (for a notes vault); the chat message does not.
     markdown = strip_front_matter((directory / "notes.md").read_text(encoding="utf-8"))
@@ -299,7 +312,7 @@ async def retranscribe(
     index.use_run(meeting_id, run)
     if progress is not None:
         progress(1.0)
-    return notes_for(
+    return await notes_for(
         settings,
         index,
         meeting_id,
@@ -365,7 +378,7 @@ async def finish_interrupted(
                 await queue.drain(meeting_id, report, every_s=BACKLOG_REPORT_S)
             finally:
                 queue.close_meeting(meeting_id)
-        return notes_for(
+        return await notes_for(
             settings,
             index,
             meeting_id,
@@ -612,7 +625,7 @@ class RecordedMeeting:
             self.queue.close_meeting(self.meeting_id)
             self._captions = None
             _fail_if_nothing(self.index, self.meeting_id, self.transcript)
-            return notes_for(
+            return await notes_for(
                 self.settings,
                 self.index,
                 self.meeting_id,

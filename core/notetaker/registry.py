@@ -42,12 +42,18 @@ class TranscriberSpec:
 
 @dataclass(frozen=True, slots=True)
 class RendererSpec:
-    """A notes format. ``render(notes) -> str`` writes one file with ``extension``."""
+    """A notes format. ``render(notes)`` returns the file's text (``str``) or bytes (a
+    picture); the file is ``notes.<extension>`` unless ``filename`` names it."""
 
     name: str
     extension: str
-    render: Callable[..., str]
+    render: Callable[..., str | bytes]
     description: str = ""
+    filename: str = ""
+
+    @property
+    def file_name(self) -> str:
+        return self.filename or f"notes.{self.extension}"
 
 
 T = TypeVar("T", BackendSpec, TranscriberSpec, RendererSpec)

@@ -45,7 +45,7 @@ async def test_meeting_notes_from_spoken_script(
 
     # Posted where /stopnotes ran, with the notes attached.
     posted = {name for name, size in outcome.message["files"] if size > 0}
-    assert {"notes.md", "notes.json"} <= posted
+    assert {"notes.md", "notes.json", "timeline.png"} <= posted
     print(f"/stopnotes -> notes: {outcome.timings['notes_s']:.1f} s")  # the figure, no bound
 
     # Everyone is named as the guild shows them, not by id.

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from notetaker.hookspecs import hookimpl
-from notetaker.notes import render
+from notetaker.notes import picture, render
 from notetaker.registry import Registry, RendererSpec
 
 
@@ -13,3 +13,12 @@ def notetaker_register_renderers(register: Registry[RendererSpec]) -> None:
     register.add(RendererSpec("srt", "srt", render.render_srt, "SubRip subtitles"))
     register.add(RendererSpec("vtt", "vtt", render.render_vtt, "WebVTT subtitles"))
     register.add(RendererSpec("json", "json", render.render_json, "everything, as JSON"))
+    register.add(
+        RendererSpec(
+            "timeline",
+            "png",
+            picture.render_png,
+            "a lane per speaker: speech, and missing audio by cause",
+            filename="timeline.png",
+        )
+    )
