@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, Protocol
 
+from notetaker.autorecord import AutoChannel, AutoRecorder, AutoRecordPolicy, AutoRecordStore
 from notetaker.commands import MESSAGE_LIMIT, CommandContext, Member
 from notetaker.config import Settings
 from notetaker.consent import ConsentStore, OptOutFilter
@@ -89,6 +90,18 @@ COMMANDS: tuple[CommandSpec, ...] = (
                 "string",
                 'Words that must all appear; "a phrase" as said, budg* for a prefix',
                 max_length=200,
+            ),
+        ),
+    ),
+    CommandSpec(
+        "autorecord",
+        "Record your voice channel whenever people meet in it",
+        (
+            OptionSpec(
+                "mode",
+                "string",
+                "on or off; leave it out to see which channels are recorded automatically",
+                max_length=8,
             ),
         ),
     ),
@@ -239,6 +252,7 @@ class NotetakerBot:
         *,
         consent: ConsentStore,
         meetings: MeetingFactory,
+        autorecord: AutoRecordStore | None = None,
         bot_name: str = "notetaker",
     ) -> None:
         self.platform = platform
@@ -247,6 +261,13 @@ class NotetakerBot:
         self.meetings = meetings
         self.bot_name = bot_name
         self.guilds: dict[int, GuildState] = {}
+        self.auto = AutoRecorder(
+            autorecord if autorecord is not None else AutoRecordStore(":memory:"),
+            AutoRecordPolicy(empty_grace_s=settings.autorecord_grace_s),
+            start=self._auto_start,
+            stop=self._auto_stop,
+            members=platform.voice_members,
+        )
         self._handlers: dict[str, Callable[[CommandContext, GuildState], Awaitable[None]]] = {
             "joinvoice": self._joinvoice,
             "startnotes": self._startnotes,
@@ -254,6 +275,7 @@ class NotetakerBot:
             "leave": self._leave,
             "notesstatus": self._status,
             "notessearch": self._search,
+            "autorecord": self._autorecord,
             "optout": self._optout,
             "optin": self._optin,
         }
@@ -306,22 +328,28 @@ class NotetakerBot:
             raise NotetakerError(
                 f"Join a voice channel first, then run /{ctx.invocation.name} again."
             )
+        return await self._voice_in(ctx.guild_id, ctx.voice_channel_id, ctx.channel_id, state)
+
+    async def _voice_in(
+        self, guild_id: int, voice_channel_id: int, text_channel_id: int, state: GuildState
+    ) -> VoiceSession:
+        """The guild's voice session, connected to ``voice_channel_id``."""
         session = state.session
         if session is not None and session.state is VoiceState.CONNECTED:
-            if session.channel_id == ctx.voice_channel_id:
+            if session.channel_id == voice_channel_id:
                 return session
             await session.disconnect()
         if session is None or session.state in (VoiceState.STOPPED, VoiceState.DISCONNECTED):
-            session = self.platform.open_voice(ctx.guild_id)
+            session = self.platform.open_voice(guild_id)
             state.session = session
         try:
-            await session.connect(ctx.voice_channel_id)
+            await session.connect(voice_channel_id)
         except VoiceStopped as exc:
             state.session = None
             raise NotetakerError(f"I could not join the voice channel: {exc.reason}") from exc
-        state.text_channel_id = ctx.channel_id
+        state.text_channel_id = text_channel_id
         if state.watcher is None or state.watcher.done():
-            state.watcher = asyncio.create_task(self._watch(ctx.guild_id, session))
+            state.watcher = asyncio.create_task(self._watch(guild_id, session))
         return session
 
     async def _watch(self, guild_id: int, session: VoiceSession) -> None:
@@ -383,30 +411,47 @@ class NotetakerBot:
         captions = bool(options.get("captions", self.settings.captions))
         await ctx.defer()
         session = await self._ensure_voice(ctx, state)
-        state.excluded = self.consent.opted_out(ctx.guild_id)
-        # Announced before anything is captured: if the channel cannot be told, nothing
-        # is recorded (the error reaches the member who asked).
-        announcement = self.settings.consent_message.replace("{starter}", ctx.member.display_name)
-        announced = await self.platform.send_message(ctx.channel_id, announcement)
-        meeting = self.meetings(
-            guild_id=ctx.guild_id,
-            voice_channel_id=ctx.voice_channel_id or 0,
-            text_channel_id=ctx.channel_id,
-            started_by=ctx.member,
-            opted_out=[self.platform.display_name(ctx.guild_id, u) for u in sorted(state.excluded)],
-            language=language,
+        meeting, extra = await self._begin(
+            ctx.guild_id, ctx.channel_id, state, session, ctx.member, language, captions
         )
-        self._attach(ctx.guild_id, ctx.channel_id, state, session, meeting)
-        prefix = self.settings.recording_nickname_prefix
-        if prefix:
-            state.renamed = await self.platform.set_nickname(ctx.guild_id, prefix + self.bot_name)
-        if captions:
-            await self._start_captions(ctx.channel_id, announced, state, meeting)
-        extra = f", in {language}" if language else ""
-        extra += ", live captions in the thread" if state.captions is not None else ""
         await ctx.followup(
             f"Recording in <#{session.channel_id}> (meeting {meeting.meeting_id}{extra})."
         )
+
+    async def _begin(
+        self,
+        guild_id: int,
+        text_channel_id: int,
+        state: GuildState,
+        session: VoiceSession,
+        starter: Member,
+        language: str | None,
+        captions: bool,
+    ) -> tuple[ActiveMeeting, str]:
+        """Announce, then start recording ``session``'s channel; returns the meeting and
+        what to add to the "Recording in" line."""
+        state.excluded = self.consent.opted_out(guild_id)
+        # Announced before anything is captured: if the channel cannot be told, nothing
+        # is recorded (the error reaches the member who asked).
+        announcement = self.settings.consent_message.replace("{starter}", starter.display_name)
+        announced = await self.platform.send_message(text_channel_id, announcement)
+        meeting = self.meetings(
+            guild_id=guild_id,
+            voice_channel_id=session.channel_id or 0,
+            text_channel_id=text_channel_id,
+            started_by=starter,
+            opted_out=[self.platform.display_name(guild_id, u) for u in sorted(state.excluded)],
+            language=language,
+        )
+        self._attach(guild_id, text_channel_id, state, session, meeting)
+        prefix = self.settings.recording_nickname_prefix
+        if prefix:
+            state.renamed = await self.platform.set_nickname(guild_id, prefix + self.bot_name)
+        if captions:
+            await self._start_captions(text_channel_id, announced, state, meeting)
+        extra = f", in {language}" if language else ""
+        extra += ", live captions in the thread" if state.captions is not None else ""
+        return meeting, extra
 
     def _attach(
         self,
@@ -467,6 +512,7 @@ class NotetakerBot:
         if state.session is not None:
             state.session.set_sink(None)
         state.meeting = None
+        self.auto.forget(guild_id)
         if state.renamed:
             await self.platform.set_nickname(guild_id, None)
             state.renamed = False
@@ -518,6 +564,7 @@ class NotetakerBot:
         whose notes did not finish in time: their tracks are closed and what was
         transcribed is in the index, to be finished at the next start or by
         ``notetaker transcribe``."""
+        await self.auto.close()  # no meeting starts, nor stops on a timer, from here
         recording = [
             (guild_id, state, state.text_channel_id)
             for guild_id, state in self.guilds.items()
@@ -730,10 +777,20 @@ class NotetakerBot:
         state.session = None
         await ctx.reply("Left the voice channel.")
 
+    def _auto_line(self, guild_id: int) -> str:
+        channels = self.auto.store.channels(guild_id)
+        if not channels:
+            return "auto-record: off"
+        return "auto-record: " + ", ".join(f"<#{c.voice_channel_id}>" for c in channels)
+
     async def _status(self, ctx: CommandContext, state: GuildState) -> None:
         session, meeting = state.session, state.meeting
         if session is None:
-            await ctx.reply("Not in a voice channel; no notes are being taken.", ephemeral=True)
+            await ctx.reply(
+                "Not in a voice channel; no notes are being taken; "
+                f"{self._auto_line(ctx.guild_id)}.",
+                ephemeral=True,
+            )
             return
         stats: dict[str, Any] = session.stats()
         parts = [f"Voice: {session.state.value}"]
@@ -755,6 +812,7 @@ class NotetakerBot:
             backlog = meeting.backlog()
             if backlog.speech_s >= 1:
                 parts.append(f"{round(backlog.speech_s)} s of speech not transcribed yet")
+        parts.append(self._auto_line(ctx.guild_id))
         await ctx.reply("; ".join(parts) + ".", ephemeral=True)
 
     async def _search(self, ctx: CommandContext, state: GuildState) -> None:
@@ -766,6 +824,97 @@ class NotetakerBot:
         await ctx.reply(
             search_reply(query, hits[:REPLY_HITS], more=len(hits) > REPLY_HITS), ephemeral=True
         )
+
+    async def _autorecord(self, ctx: CommandContext, state: GuildState) -> None:
+        self._require_control(ctx)
+        mode = str(ctx.invocation.options.get("mode") or "").strip().lower()
+        if not mode:
+            await ctx.reply(self._auto_line(ctx.guild_id).capitalize() + ".", ephemeral=True)
+            return
+        if mode not in ("on", "off"):
+            raise NotetakerError(f"/autorecord mode: is on or off, not {mode!r}.")
+        channel = ctx.voice_channel_id
+        if channel is None:
+            raise NotetakerError(
+                f"Join the voice channel to record automatically, then run /autorecord {mode}."
+            )
+        if mode == "off":
+            if self.auto.store.disable(ctx.guild_id, channel):
+                await ctx.reply(f"Auto-record is off for <#{channel}>.")
+            else:
+                await ctx.reply(f"<#{channel}> was not recorded automatically.", ephemeral=True)
+            return
+        self.auto.store.enable(AutoChannel(ctx.guild_id, channel, ctx.channel_id, ctx.member.id))
+        # Said in the channel, not only to the member: everyone who meets there is told.
+        await ctx.reply(
+            f"Auto-record is on for <#{channel}>: when someone joins it while it is empty, "
+            "I join and take notes, announced here; when it has been empty for "
+            f"{self.settings.autorecord_grace_s:g} s, the notes are posted here. "
+            "/startnotes records now; /autorecord off stops it."
+        )
+
+    def voice_state_changed(
+        self, guild_id: int, user_id: int, before: int | None, after: int | None
+    ) -> None:
+        """A member (not a bot) moved between voice channels (None: out of voice); the
+        library's voice states already say so. Called by the backend, on the loop."""
+        state = self.guilds.get(guild_id)
+        recording_in = None
+        if state is not None and state.meeting is not None and state.session is not None:
+            recording_in = state.session.channel_id
+        self.auto.changed(guild_id, user_id, before, after, recording_in=recording_in)
+
+    async def _auto_start(self, channel: AutoChannel) -> bool:
+        state = self.guilds.setdefault(channel.guild_id, GuildState())
+        if state.meeting is not None:
+            return False
+        starter = Member(
+            channel.enabled_by, self.platform.display_name(channel.guild_id, channel.enabled_by)
+        )
+        try:
+            session = await self._voice_in(
+                channel.guild_id, channel.voice_channel_id, channel.text_channel_id, state
+            )
+            meeting, extra = await self._begin(
+                channel.guild_id,
+                channel.text_channel_id,
+                state,
+                session,
+                starter,
+                parse_language(self.settings.language),
+                self.settings.captions,
+            )
+        except NotetakerError as exc:
+            await self._tell(
+                channel.guild_id,
+                channel.text_channel_id,
+                f"Auto-record could not start in <#{channel.voice_channel_id}>: {exc}",
+            )
+            return False
+        await self._tell(
+            channel.guild_id,
+            channel.text_channel_id,
+            f"Auto-record: recording <#{channel.voice_channel_id}> "
+            f"(meeting {meeting.meeting_id}{extra}).",
+        )
+        return True
+
+    async def _auto_stop(self, guild_id: int) -> None:
+        state = self.guilds.get(guild_id)
+        if state is None or state.meeting is None or state.text_channel_id is None:
+            return
+        channel = state.text_channel_id
+        voice = state.session.channel_id if state.session is not None else None
+        await self._tell(
+            guild_id,
+            channel,
+            f"<#{voice}> has been empty for {self.settings.autorecord_grace_s:g} s; "
+            f"finishing the notes of meeting {state.meeting.meeting_id}.",
+        )
+        await self._finish(guild_id, channel, state, None)
+        if state.session is not None:
+            await state.session.disconnect(force=True)
+            state.session = None
 
     async def _optout(self, ctx: CommandContext, state: GuildState) -> None:
         user = ctx.member.id

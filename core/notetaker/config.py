@@ -140,6 +140,9 @@ class Settings(BaseSettings):
     #: bot counts as ready and answers commands (the libraries' default, 2 s, after the
     #: last guild). A bot in a handful of guilds can lower it.
     guild_ready_timeout_s: float = Field(default=2.0, ge=0, le=60)
+    #: /autorecord: how long a channel stays empty before its meeting's notes are made
+    #: (someone whose connection dropped gets back into the same meeting).
+    autorecord_grace_s: float = Field(default=60.0, ge=0, le=3600)
     #: ``DEBUG``, ``INFO``, ``WARNING``...
     log_level: str = "INFO"
     #: ``text`` (key=value) or ``json`` (one object per line).

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from notetaker.autorecord import AutoRecordStore
 from notetaker.bot import CommandSpec, MeetingFactory, NotetakerBot, OptionSpec
 from notetaker.bridge import (
     InteractionContext,
@@ -123,9 +124,10 @@ class LibraryBackend(ABC):
             self.apply_endpoints(settings.discord_api_base, settings.discord_gateway_url)
         self._engine_protocol = make_engine_protocol(self.kit.voice_protocol)
         self.policy = ReconnectPolicy.from_overrides(settings.policy)
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
         if consent is None:
-            settings.data_dir.mkdir(parents=True, exist_ok=True)
             consent = ConsentStore(Path(settings.data_dir) / "index.sqlite3")
+        self.autorecord = AutoRecordStore(Path(settings.data_dir) / "index.sqlite3")
         platform = LibraryPlatform(self.client, self.kit.file_cls, self.open_session)
         if meetings is None:
             from notetaker.meeting import MeetingRecorderFactory
@@ -141,7 +143,11 @@ class LibraryBackend(ABC):
             settings,
             consent=consent,
             meetings=meetings,
+            autorecord=self.autorecord,
         )
+        # Every library dispatches on_voice_state_update(member, before, after) to an
+        # attribute of the client, after updating its own voice states.
+        self.client.on_voice_state_update = self._on_voice_state_update
         self.register_commands()
 
     # -- what a backend writes -----------------------------------------------------------
@@ -306,6 +312,23 @@ class LibraryBackend(ABC):
         self._closing = True
         return await self.bot.shutdown(grace_s)
 
+    async def _on_voice_state_update(self, member: Any, before: Any, after: Any) -> None:
+        if getattr(member, "bot", False):
+            return
+        guild = getattr(member, "guild", None)
+        if guild is None:
+            return
+        old, new = getattr(before, "channel", None), getattr(after, "channel", None)
+        try:
+            self.bot.voice_state_changed(
+                int(guild.id),
+                int(member.id),
+                None if old is None else int(old.id),
+                None if new is None else int(new.id),
+            )
+        except Exception:  # a voice state is not worth the library's error handler
+            log.exception("voice state update of member %s not handled", member.id)
+
     async def _on_library_error(self, event: str, /, *args: Any, **kwargs: Any) -> None:
         """What an event handler of the library raised (for example nextcord's command
         sync on connect when the connection closes under it)."""
@@ -321,6 +344,7 @@ class LibraryBackend(ABC):
             self._recovery.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await self._recovery
+        await self.bot.auto.close()
         for state in self.bot.guilds.values():
             if state.session is not None:
                 try:
@@ -333,3 +357,4 @@ class LibraryBackend(ABC):
         if close_meetings is not None:
             close_meetings()
         self.consent.close()
+        self.autorecord.close()
