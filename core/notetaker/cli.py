@@ -63,7 +63,7 @@ def _settings(ctx: click.Context) -> Settings:
 @cli.command("plugins")
 def plugins_cmd() -> None:
     """List installed plugins: backends (with their library versions), transcribers,
-    note renderers, and plugins that failed to load (with their error)."""
+    note renderers, summarizers, and plugins that failed to load (with their error)."""
     found = plugins.load()
     rows: list[tuple[str, ...]] = [("kind", "name", "plugin", "wraps")]
     for spec in found.backends:
@@ -80,6 +80,10 @@ def plugins_cmd() -> None:
     for rspec in found.renderers:
         rows.append(
             ("renderer", rspec.name, found.renderers.owner(rspec.name), f".{rspec.extension}")
+        )
+    for sspec in found.summarizers:
+        rows.append(
+            ("summarizer", sspec.name, found.summarizers.owner(sspec.name), sspec.description)
         )
     # Plain aligned text, not a rich table: it must not wrap or truncate in a pipe.
     widths = [max(len(r[i]) for r in rows) for i in range(3)]

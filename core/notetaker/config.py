@@ -76,6 +76,28 @@ class LiveSettings(BaseModel):
     backlog_memory_kib: int = Field(default=1024, ge=64)
 
 
+class LlmSettings(BaseModel):
+    """The ``llm`` summarizer's endpoint (``[llm]`` in the config file): any
+    OpenAI-compatible chat-completions API. The key comes from the environment
+    (``NOTETAKER_LLM__API_KEY``) and is never logged."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    #: The API's base URL, version included (``http://127.0.0.1:11434/v1`` for Ollama).
+    base_url: str = "http://127.0.0.1:8080/v1"
+    #: The model's name as the endpoint knows it.
+    model: str = ""
+    #: The whole summary (every chunk and the combination) gets this long; then the notes
+    #: keep the extractive summary and say why.
+    timeout_s: float = Field(default=120.0, gt=0, le=3600)
+    api_key: SecretStr | None = None
+    #: Transcript characters per request: a longer meeting is summarised in chunks.
+    context_chars: int = Field(default=12_000, ge=1_000)
+    #: ``json_schema`` (OpenAI, vLLM, Ollama, llama-server) or ``json_object``
+    #: (llama-cpp-python's server).
+    response_format: Literal["json_schema", "json_object"] = "json_schema"
+
+
 class Settings(BaseSettings):
     """Everything notetaker can be told. See README "Configuration" for each setting."""
 
@@ -104,6 +126,10 @@ class Settings(BaseSettings):
     #: Spoken language: a code (``en``, ``de``...) or ``auto`` (detected once per speaker);
     #: ``/startnotes language:`` overrides it per meeting.
     language: str = "auto"
+    #: Who writes the summary: ``extractive`` (quoted lines, offline) or ``llm`` (summary,
+    #: decisions, action items and open questions from the ``[llm]`` endpoint).
+    summarizer: str = "extractive"
+    llm: LlmSettings = Field(default_factory=LlmSettings)
     #: Post live captions in a thread by default (``/startnotes captions:`` overrides it).
     captions: bool = False
     #: Utterance cutting and the transcription backlog.
@@ -148,7 +174,7 @@ class Settings(BaseSettings):
     #: ``text`` (key=value) or ``json`` (one object per line).
     log_format: Literal["text", "json"] = "text"
 
-    @field_validator("backend", "transcriber")
+    @field_validator("backend", "transcriber", "summarizer")
     @classmethod
     def _lowercase_name(cls, value: str) -> str:
         return value.strip().lower()

@@ -156,6 +156,11 @@ class SearchError(NotetakerError):
     this Python's SQLite."""
 
 
+class SummarizerError(NotetakerError):
+    """The summarizer gave no usable answer (endpoint down, timeout, invalid JSON); the
+    notes keep the extractive summary and say why."""
+
+
 class TranscriptionError(NotetakerError):
     """Transcription failed."""
 

@@ -18,7 +18,13 @@ from __future__ import annotations
 
 import pluggy
 
-from notetaker.registry import BackendSpec, Registry, RendererSpec, TranscriberSpec
+from notetaker.registry import (
+    BackendSpec,
+    Registry,
+    RendererSpec,
+    SummarizerSpec,
+    TranscriberSpec,
+)
 
 PROJECT = "notetaker"
 hookspec = pluggy.HookspecMarker(PROJECT)
@@ -52,4 +58,16 @@ def notetaker_register_renderers(register: Registry[RendererSpec]) -> None:
     its file when notes are produced (``notes.<extension>``, or ``filename``), on a
     worker thread; ``render`` must be a pure function of the notes returning text or,
     for a picture, bytes. One that raises is logged and left out of that meeting's files.
+    """
+
+
+@hookspec
+def notetaker_register_summarizers(register: Registry[SummarizerSpec]) -> None:
+    """Register summarizers with ``register.add(SummarizerSpec(...))``.
+
+    Called once by :func:`notetaker.plugins.load`. The ``summarizer`` setting picks one
+    by name; its factory is called when a meeting's notes are made, and its ``digest``
+    gets the notes (their numbered speech lines are what items cite). Its answer goes
+    through :func:`notetaker.notes.digest.validate`'s rules; if it raises, the notes
+    keep the extractive summary with a sentence saying why.
     """

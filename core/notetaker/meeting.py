@@ -40,6 +40,7 @@ from notetaker.live.meeting_transcript import LiveTranscript, TrackPackets
 from notetaker.live.queue import Backlog, TranscriptionQueue
 from notetaker.notes import MissingSpan, Notes, build_notes
 from notetaker.notes.render import clock, strip_front_matter
+from notetaker.notes.summarizers import add_digest
 from notetaker.recorder.index import Meeting, MeetingIndex
 from notetaker.recorder.ogg_read import TrackReader
 from notetaker.recorder.ogg_tail import repair_tail
@@ -236,6 +237,7 @@ async def notes_for(
         },
         notices=notices,
     )
+    notes = await add_digest(settings, notes, plugins.load().summarizers)
     directory = DataLayout(settings.data_dir).meeting_dir(meeting_id) / "notes"
     # On a thread: a long meeting's formats and its picture take a while, and other
     # guilds' voice runs on this loop. Cancelled meanwhile, the meeting stays unfinished.
@@ -245,7 +247,14 @@ async def notes_for(
     markdown = strip_front_matter((directory / "notes.md").read_text(encoding="utf-8"))
     summary_lines = [f"**{notes.title}** — {len(notes.participants)} participant(s)."]
     summary_lines += [f"_{notice}_" for notice in notes.notices]
-    summary_lines += [f"- {ln.name}: {ln.text}" for ln in notes.summary]
+    if notes.digest is not None:
+        summary_lines.append(notes.digest.summary)
+        summary_lines += [
+            f"- [ ] {a.owner}: {a.text}" + (f" (due {a.due})" if a.due else "")
+            for a in notes.digest.actions
+        ]
+    else:
+        summary_lines += [f"- {ln.name}: {ln.text}" for ln in notes.summary]
     summary_lines.append("The full notes are attached.")
     return NotesResult(markdown=markdown, summary="\n".join(summary_lines), files=tuple(files))
 

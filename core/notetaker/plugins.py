@@ -18,7 +18,13 @@ import pluggy
 from notetaker import hookspecs
 from notetaker.errors import PluginError, UnknownBackendError
 from notetaker.libraries import installed_version
-from notetaker.registry import BackendSpec, Registry, RendererSpec, TranscriberSpec
+from notetaker.registry import (
+    BackendSpec,
+    Registry,
+    RendererSpec,
+    SummarizerSpec,
+    TranscriberSpec,
+)
 
 log = logging.getLogger(__name__)
 ENTRY_POINT_GROUP = "notetaker"
@@ -42,6 +48,7 @@ class Plugins:
     backends: Registry[BackendSpec] = field(default_factory=lambda: Registry("backend"))
     transcribers: Registry[TranscriberSpec] = field(default_factory=lambda: Registry("transcriber"))
     renderers: Registry[RendererSpec] = field(default_factory=lambda: Registry("renderer"))
+    summarizers: Registry[SummarizerSpec] = field(default_factory=lambda: Registry("summarizer"))
     loaded: list[PluginInfo] = field(default_factory=list)
 
     @property
@@ -103,6 +110,7 @@ def load(extra: list[tuple[str, Any]] | None = None) -> Plugins:
                 (result.backends, pm.hook.notetaker_register_backends),
                 (result.transcribers, pm.hook.notetaker_register_transcribers),
                 (result.renderers, pm.hook.notetaker_register_renderers),
+                (result.summarizers, pm.hook.notetaker_register_summarizers),
             ):
                 registry.current_plugin = f"{name} ({dist})"
                 # Called per plugin (not hook(...) once for all) so that one plugin's

@@ -56,7 +56,17 @@ class RendererSpec:
         return self.filename or f"notes.{self.extension}"
 
 
-T = TypeVar("T", BackendSpec, TranscriberSpec, RendererSpec)
+@dataclass(frozen=True, slots=True)
+class SummarizerSpec:
+    """Who writes the notes' summary. ``factory(settings)`` returns an object with
+    ``async digest(notes) -> Digest | None`` (None: keep the extractive summary)."""
+
+    name: str
+    factory: Callable[..., Any]
+    description: str = ""
+
+
+T = TypeVar("T", BackendSpec, TranscriberSpec, RendererSpec, SummarizerSpec)
 
 
 @dataclass

@@ -41,8 +41,13 @@ IDLE = Situation(
         ({"recording_in": VC, "auto_meeting": True}, Action.NOTHING),  # already recording
         ({"joined": None, "left": VC, "recording_in": VC, "auto_meeting": True}, Action.ARM_STOP),
         (
-            {"joined": None, "left": VC, "recording_in": VC, "auto_meeting": True,
-             "occupied": True},
+            {
+                "joined": None,
+                "left": VC,
+                "recording_in": VC,
+                "auto_meeting": True,
+                "occupied": True,
+            },
             Action.NOTHING,  # someone is still there
         ),
         (

@@ -136,7 +136,7 @@ def test_every_hook_is_implemented_and_called_through_the_loader(
     found = plugins.load(extra=probes)
     assert found.failed == []
     assert sorted(p for p, _ in calls) == sorted(p for p, _ in probes)  # each called once
-    registries = (found.backends, found.transcribers, found.renderers)
+    registries = (found.backends, found.transcribers, found.renderers, found.summarizers)
     for plugin, kind in calls:
         (registry,) = [r for r in registries if r.kind == kind]
         owned = [n for n in registry.names() if registry.owner(n).startswith(f"{plugin} ")]

@@ -5,9 +5,13 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import TYPE_CHECKING
 
 from notetaker.notes.summary import extractive_summary
 from notetaker.transcript import Segment
+
+if TYPE_CHECKING:
+    from notetaker.notes.digest import Digest
 
 #: Missing audio shorter than this is summarised as a count, not shown inline: a single
 #: lost 20 ms packet is not worth a line in the transcript.
@@ -71,6 +75,9 @@ class Notes:
     meta: dict[str, str] = field(default_factory=dict)
     #: Sentences about the meeting as a whole, shown first (a recording cut short).
     notices: tuple[str, ...] = ()
+    #: The summarizer's summary, decisions, action items and open questions; None: the
+    #: extractive ``summary`` is all there is.
+    digest: Digest | None = None
 
     def name_of(self, user_id: int) -> str:
         for p in self.participants:

@@ -1,10 +1,10 @@
-"""Core's own plugin: registers the built-in notes formats."""
+"""Core's own plugin: registers the built-in notes formats and summarizers."""
 
 from __future__ import annotations
 
 from notetaker.hookspecs import hookimpl
-from notetaker.notes import picture, render
-from notetaker.registry import Registry, RendererSpec
+from notetaker.notes import picture, render, summarizers
+from notetaker.registry import Registry, RendererSpec, SummarizerSpec
 
 
 @hookimpl
@@ -20,5 +20,21 @@ def notetaker_register_renderers(register: Registry[RendererSpec]) -> None:
             picture.render_png,
             "a lane per speaker: speech, and missing audio by cause",
             filename="timeline.png",
+        )
+    )
+
+
+@hookimpl
+def notetaker_register_summarizers(register: Registry[SummarizerSpec]) -> None:
+    register.add(
+        SummarizerSpec(
+            "extractive", summarizers.extractive, "lines quoted from the transcript (offline)"
+        )
+    )
+    register.add(
+        SummarizerSpec(
+            "llm",
+            summarizers.llm,
+            "summary, decisions, action items, open questions from an OpenAI-compatible API",
         )
     )

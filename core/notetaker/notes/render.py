@@ -5,6 +5,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 
 from notetaker.notes.model import Line, MissingSpan, Notes
 
@@ -100,7 +101,9 @@ def render_markdown(notes: Notes) -> str:
     if notes.opted_out:
         out.append(f"- Opted out (not recorded): {', '.join(notes.opted_out)}")
     out += ["", "## Summary", ""]
-    if notes.summary:
+    if notes.digest is not None:
+        out += _digest_sections(notes)
+    elif notes.summary:
         out.append(
             "_Extractive: these lines are quoted verbatim from the transcript, picked by how "
             "many of the meeting's frequent words they contain. Nothing here was generated._"
@@ -127,9 +130,46 @@ def render_markdown(notes: Notes) -> str:
     if not any_gap:
         out.append("Complete: no audio is missing for any speaker.")
     out += ["", "## Transcript", ""]
+    number = 0
     for ln in notes.lines:
-        out.append(_md_line(ln))
+        if notes.digest is not None and ln.missing is None and ln.text:
+            number += 1  # the numbers the digest's items cite, as anchors to link to
+            out.append(f'<a id="l-{number}"></a>' + _md_line(ln))
+        else:
+            out.append(_md_line(ln))
     return "\n".join(out).rstrip() + "\n"
+
+
+def _cited(notes: Notes, lines: tuple[int, ...]) -> str:
+    """``[03:12](#l-12), [04:01](#l-15)``: each cited line's time, linked to it."""
+    starts = [ln.start for ln in notes.lines if ln.missing is None and ln.text]
+    return ", ".join(f"[{clock(starts[n - 1])}](#l-{n})" for n in lines if 0 < n <= len(starts))
+
+
+def _digest_sections(notes: Notes) -> list[str]:
+    digest = notes.digest
+    assert digest is not None
+    out = [
+        digest.summary,
+        "",
+        f"_Written by {digest.method}; every item below cites the transcript lines it comes from._",
+    ]
+    if digest.dropped:
+        reasons = "; ".join(f"{count} with {why}" for why, count in sorted(digest.dropped.items()))
+        total = sum(digest.dropped.values())
+        out += ["", f"_{total} item(s) the model gave were left out: {reasons}._"]
+    out += ["", "## Decisions", ""]
+    out += [f"- {d.text} — {_cited(notes, d.lines)}" for d in digest.decisions] or ["None."]
+    out += ["", "## Action items", ""]
+    out += [
+        f"- [ ] **{a.owner}**: {a.text}"
+        + (f" (due: {a.due})" if a.due else "")
+        + f" — {_cited(notes, a.lines)}"
+        for a in digest.actions
+    ] or ["None."]
+    out += ["", "## Open questions", ""]
+    out += [f"- {q.text} — {_cited(notes, q.lines)}" for q in digest.questions] or ["None."]
+    return out
 
 
 def _md_line(ln: Line) -> str:
@@ -186,7 +226,7 @@ def render_json(notes: Notes) -> str:
             for p in notes.participants
         ],
         "opted_out": list(notes.opted_out),
-        "summary": {"method": "extractive", "lines": [line(ln) for ln in notes.summary]},
+        "summary": _json_summary(notes, line),
         "missing": [
             {
                 "user_id": str(s.user_id),
@@ -200,3 +240,25 @@ def render_json(notes: Notes) -> str:
         "meta": notes.meta,
     }
     return json.dumps(data, indent=2, ensure_ascii=False) + "\n"
+
+
+def _json_summary(notes: Notes, line: Callable[[Line], dict[str, object]]) -> dict[str, object]:
+    digest = notes.digest
+    if digest is None:
+        return {"method": "extractive", "lines": [line(ln) for ln in notes.summary]}
+    speech = [ln for ln in notes.lines if ln.missing is None and ln.text]
+
+    def cites(numbers: tuple[int, ...]) -> list[dict[str, object]]:
+        return [{"line": n, "start": round(speech[n - 1].start, 3)} for n in numbers]
+
+    return {
+        "method": digest.method,
+        "text": digest.summary,
+        "decisions": [{"text": d.text, "cites": cites(d.lines)} for d in digest.decisions],
+        "action_items": [
+            {"text": a.text, "owner": a.owner, "due": a.due or None, "cites": cites(a.lines)}
+            for a in digest.actions
+        ],
+        "open_questions": [{"text": q.text, "cites": cites(q.lines)} for q in digest.questions],
+        "dropped": dict(digest.dropped),
+    }
