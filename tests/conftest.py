@@ -21,14 +21,20 @@ BACKEND = os.environ.get("NOTETAKER_TEST_BACKEND")
 MANAGE_GUILD = 1 << 5
 
 
+#: Suites under tests/ that need no backend (they have a nox session of their own).
+NO_BACKEND = ("llm",)
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     if BACKEND is not None:
         return
     skip = pytest.mark.skip(
         reason="backend suites run in a backend's nox session (NOTETAKER_TEST_BACKEND unset)"
     )
+    here = Path(__file__).parent
     for item in items:
-        item.add_marker(skip)
+        if Path(item.path).relative_to(here).parts[0] not in NO_BACKEND:
+            item.add_marker(skip)
 
 
 @dataclass
