@@ -5,6 +5,7 @@ nox -s tests              core, simulator and transcriber tests, no Discord libr
 nox -s backend            each backend at its newest library version, against the simulator
 nox -s "backend(pycord-2.8.1)"   one cell (nox -l lists them)
 nox -s llm                the llm summarizer against a real llama.cpp server
+nox -s web                the meeting page in headless Chromium
 nox -s bench              benchmarks (print figures)
 """
 
@@ -111,7 +112,7 @@ def lint(session: nox.Session) -> None:
 @nox.session(python="3.11")
 def typecheck(session: nox.Session) -> None:
     """mypy --strict on core."""
-    session.install("mypy>=1.10", "-e", "./core")
+    session.install("mypy>=1.10", "-e", "./core[web]")
     session.run("mypy")
 
 
@@ -120,8 +121,9 @@ def tests(session: nox.Session) -> None:
     """Core, simulator and transcriber tests in an environment with NO Discord library."""
     session.install(
         *TEST_DEPS,
+        "httpx>=0.27",  # Starlette's TestClient: the meeting page's tests
         "-e",
-        "./core",
+        "./core[web]",
         "-e",
         "./simulator[media,zstd]",
         "-e",
@@ -181,6 +183,7 @@ def _run_backend(session: nox.Session, name: str, version: str) -> None:
         "pytest",
         "tests",
         "--ignore=tests/llm",  # its own session: it needs the llama.cpp server
+        "--ignore=tests/web",  # its own session: it needs Chromium
         *_library_tests(name),
         *session.posargs,
         env={**_offline_env(session), "NOTETAKER_TEST_BACKEND": name},
@@ -379,6 +382,14 @@ def llm(session: nox.Session) -> None:
     well; quality is not what this checks."""
     session.install(*TEST_DEPS, "-e", "./core", LLAMA_SERVER, LLM_MODEL)
     session.run("pytest", "tests/llm", *session.posargs, env=_offline_env(session))
+
+
+@nox.session(python="3.11")
+def web(session: nox.Session) -> None:
+    """The meeting page in a real browser: Debian's headless Chromium and chromedriver
+    (apt-get install chromium chromium-driver) driven by Selenium against notetaker web."""
+    session.install(*TEST_DEPS, "selenium>=4.20", "-e", "./core[web]")
+    session.run("pytest", "tests/web", *session.posargs, env=_offline_env(session))
 
 
 @nox.session(python="3.11")

@@ -22,7 +22,7 @@ MANAGE_GUILD = 1 << 5
 
 
 #: Suites under tests/ that need no backend (they have a nox session of their own).
-NO_BACKEND = ("llm",)
+NO_BACKEND = ("llm", "web")
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:

@@ -460,6 +460,38 @@ def search_cmd(
         )
 
 
+@cli.command("web")
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
+@click.option("--port", type=click.IntRange(1, 65535), default=8080, show_default=True)
+@click.pass_context
+def web_cmd(ctx: click.Context, host: str, port: int) -> None:
+    """Serve the meeting page: meetings, each one's timeline, transcript and summary
+    (click a line to hear it), and search. Read-only.
+
+    Prints its address with an access token (new at every start); opening it signs the
+    browser in. Meeting links the bot posts (web_base_url) open their meeting only.
+    Needs the web extra: pip install 'notetaker[web]'.
+    """
+    from notetaker.errors import ConfigError
+
+    try:
+        import uvicorn
+
+        from notetaker.web.app import Access, create_app
+        from notetaker.web.auth import load_secret, new_token
+    except ImportError as exc:
+        raise ConfigError(
+            f"notetaker web needs the web extra ({exc.name} is missing): "
+            "pip install 'notetaker[web]'"
+        ) from None
+    settings = _settings(ctx)
+    token = new_token()
+    app = create_app(settings, Access(token, load_secret(settings.data_dir)))
+    shown = "127.0.0.1" if host in ("0.0.0.0", "::") else host  # noqa: S104 - what the user chose
+    click.echo(f"notetaker web: http://{shown}:{port}/?token={token}")
+    uvicorn.run(app, host=host, port=port, log_level="warning")
+
+
 def _versions(found: plugins.Plugins, spec: Any) -> str:
     return (
         ", ".join(

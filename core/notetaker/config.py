@@ -169,6 +169,11 @@ class Settings(BaseSettings):
     #: /autorecord: how long a channel stays empty before its meeting's notes are made
     #: (someone whose connection dropped gets back into the same meeting).
     autorecord_grace_s: float = Field(default=60.0, ge=0, le=3600)
+    #: Where ``notetaker web`` is reached from Discord (``https://notes.example.org``):
+    #: set, the notes message carries a signed link to its meeting page.
+    web_base_url: str | None = None
+    #: How long such a link opens its meeting page.
+    web_link_days: float = Field(default=7.0, gt=0, le=3650)
     #: ``DEBUG``, ``INFO``, ``WARNING``...
     log_level: str = "INFO"
     #: ``text`` (key=value) or ``json`` (one object per line).

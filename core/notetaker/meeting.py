@@ -203,7 +203,7 @@ def untranscribed(failed: Sequence[tuple[Utterance, str]]) -> list[MissingSpan]:
     return [MissingSpan(u.user_id, u.start_s, u.end_s, "transcription") for u, _ in failed]
 
 
-async def notes_for(
+def meeting_notes(
     settings: Settings,
     index: MeetingIndex,
     meeting_id: int,
@@ -211,15 +211,15 @@ async def notes_for(
     opted_out: Sequence[str] = (),
     holes: Sequence[MissingSpan] = (),
     notices: Sequence[str] = (),
-) -> NotesResult:
-    """Build the notes of a meeting from the transcript in the index; write every format
-    next to its tracks and mark the meeting done. ``notices`` come first in the notes."""
+) -> Notes:
+    """A meeting's notes (no digest) from the index: its transcript, participants and
+    missing audio. The notes files and the meeting page are both made from this."""
     meeting = index.get_meeting(meeting_id)
     segments: list[Segment] = index.segments(meeting_id)
     names = {s.user_id: s.display_name or str(s.user_id) for s in meeting.speakers}
     heard = [t.user_id for t in meeting.tracks if t.path.is_file()]
     end = meeting.stopped_at or time.time()
-    notes = build_notes(
+    return build_notes(
         title=f"Meeting notes — {meeting.channel_name or 'voice channel'} (meeting {meeting_id})",
         started_at=datetime.fromtimestamp(meeting.started_at, UTC),
         duration=max(0.0, end - meeting.started_at),
@@ -236,6 +236,22 @@ async def notes_for(
             "model": settings.model,
         },
         notices=notices,
+    )
+
+
+async def notes_for(
+    settings: Settings,
+    index: MeetingIndex,
+    meeting_id: int,
+    *,
+    opted_out: Sequence[str] = (),
+    holes: Sequence[MissingSpan] = (),
+    notices: Sequence[str] = (),
+) -> NotesResult:
+    """Build the notes of a meeting from the transcript in the index; write every format
+    next to its tracks and mark the meeting done. ``notices`` come first in the notes."""
+    notes = meeting_notes(
+        settings, index, meeting_id, opted_out=opted_out, holes=holes, notices=notices
     )
     notes = await add_digest(settings, notes, plugins.load().summarizers)
     directory = DataLayout(settings.data_dir).meeting_dir(meeting_id) / "notes"
@@ -256,7 +272,23 @@ async def notes_for(
     else:
         summary_lines += [f"- {ln.name}: {ln.text}" for ln in notes.summary]
     summary_lines.append("The full notes are attached.")
+    page = meeting_page(settings, meeting_id)
+    if page:
+        markdown += f"\n{page}\n"
+        summary_lines.append(page)
     return NotesResult(markdown=markdown, summary="\n".join(summary_lines), files=tuple(files))
+
+
+def meeting_page(settings: Settings, meeting_id: int, now: float | None = None) -> str:
+    """``Meeting page (until <date>): <signed link>`` when ``web_base_url`` is set."""
+    if not settings.web_base_url:
+        return ""
+    from notetaker.web.auth import load_secret, meeting_link
+
+    expires = int((time.time() if now is None else now) + settings.web_link_days * 86_400)
+    url = meeting_link(settings.web_base_url, load_secret(settings.data_dir), meeting_id, expires)
+    until = datetime.fromtimestamp(expires, UTC).strftime("%Y-%m-%d")
+    return f"Meeting page (until {until}): {url}"
 
 
 def _fail_if_nothing(index: MeetingIndex, meeting_id: int, transcript: LiveTranscript) -> None:
