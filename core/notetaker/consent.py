@@ -1,4 +1,5 @@
-"""Who opted out of being recorded, per guild, remembered in the session index's SQLite file,
+"""Who opted out of being recorded, per guild, remembered in the session index's SQLite file
+(``notetaker.sqlite3``; :mod:`notetaker.legacy_stores` moves older ones there),
 and the sink filter that drops their audio at capture time, before anything is written."""
 
 from __future__ import annotations

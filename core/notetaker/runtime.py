@@ -18,9 +18,9 @@ import sys
 from abc import ABC, abstractmethod
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
+from notetaker import legacy_stores
 from notetaker.autorecord import AutoRecordStore
 from notetaker.bot import CommandSpec, MeetingFactory, NotetakerBot, OptionSpec
 from notetaker.bridge import (
@@ -42,6 +42,7 @@ from notetaker.errors import (
 )
 from notetaker.libraries import installed_version
 from notetaker.policy import ReconnectPolicy
+from notetaker.recorder.paths import DataLayout
 from notetaker.session import VoiceLink, VoiceSession
 from notetaker.startup import PRIVILEGED_INTENTS, intents_refused, login_with_retry, token_rejected
 from notetaker.supervisor import Supervisor
@@ -125,9 +126,12 @@ class LibraryBackend(ABC):
         self._engine_protocol = make_engine_protocol(self.kit.voice_protocol)
         self.policy = ReconnectPolicy.from_overrides(settings.policy)
         settings.data_dir.mkdir(parents=True, exist_ok=True)
+        # Opt-outs and auto-record channels live in the session index's file.
+        index_path = DataLayout(settings.data_dir).index_path
         if consent is None:
-            consent = ConsentStore(Path(settings.data_dir) / "index.sqlite3")
-        self.autorecord = AutoRecordStore(Path(settings.data_dir) / "index.sqlite3")
+            consent = ConsentStore(index_path)
+        self.autorecord = AutoRecordStore(index_path)
+        legacy_stores.adopt(settings.data_dir, index_path)
         platform = LibraryPlatform(self.client, self.kit.file_cls, self.open_session)
         if meetings is None:
             from notetaker.meeting import MeetingRecorderFactory
