@@ -362,6 +362,7 @@ def page(cells: list[dict[str, Any]], notes: list[dict[str, str]]) -> str:
 
 
 Key = tuple[str, str, str, str]  #: (library, version, transport, check)
+Expected = dict[Key, tuple[str, ...]]  #: the verdicts a cell may give (several: intermittent)
 
 
 def verdict_of(cell: dict[str, Any], transport: str, check: str) -> str:
@@ -372,36 +373,46 @@ def verdict_of(cell: dict[str, Any], transport: str, check: str) -> str:
     return str(r["label"])
 
 
-def load_expected(path: Path = EXPECTED) -> dict[Key, str]:
-    """``expected.toml``: ``["<library> <version>".<transport>]`` tables of check = label."""
+def load_expected(path: Path = EXPECTED) -> Expected:
+    """``expected.toml``: ``["<library> <version>".<transport>]`` tables of check = label,
+    or = a list of labels for a cell that is intermittent (either passes the gate)."""
     data = tomllib.loads(path.read_text())
-    out: dict[Key, str] = {}
+    out: Expected = {}
     for name, transports in data.items():
         library, _, version = name.rpartition(" ")
         for transport, checks in transports.items():
             for check, label in checks.items():
-                out[(library, version, transport, check)] = str(label)
+                labels = label if isinstance(label, list) else [label]
+                out[(library, version, transport, check)] = tuple(str(x) for x in labels)
     return out
 
 
-def expected_text(cells: list[dict[str, Any]]) -> str:
-    """``expected.toml`` holding the verdicts of ``cells`` (for --write-expected)."""
+def expected_text(cells: list[dict[str, Any]], previous: Expected | None = None) -> str:
+    """``expected.toml`` holding the verdicts of ``cells`` (for --write-expected); a cell
+    ``previous`` lists as intermittent stays so while its verdict is one of the list."""
     lines = [
         "# The version matrix's expected verdicts: what each library version does in each",
         "# scenario on each transport. `python matrix/report.py matrix/results --check` fails",
         "# on any cell that differs, an unexpected pass included. Change a verdict on",
         "# purpose: edit it here, or rerun the matrix and `report.py ... --write-expected`.",
+        "# A list marks a cell that is intermittent: the library races itself there (see the",
+        "# README's matrix section); each verdict in the list passes.",
     ]
     for cell in cells:
         for transport in TRANSPORTS:
             lines.append("")
             lines.append(f'["{_name(cell)}".{transport}]')
             for check in CHECKS:
-                lines.append(f'{check} = "{verdict_of(cell, transport, check)}"')
+                got = verdict_of(cell, transport, check)
+                known = (previous or {}).get((cell["library"], cell["version"], transport, check))
+                if known is not None and len(known) > 1 and got in known:
+                    lines.append(f"{check} = [{', '.join(json.dumps(k) for k in known)}]")
+                else:
+                    lines.append(f'{check} = "{got}"')
     return "\n".join(lines) + "\n"
 
 
-def differences(cells: list[dict[str, Any]], expected: dict[Key, str]) -> list[str]:
+def differences(cells: list[dict[str, Any]], expected: Expected) -> list[str]:
     """One line per cell whose verdict is not the expected one, per expected cell that was
     not run, and per verdict that has no expected one."""
     by_name = {(c["library"], c["version"]): c for c in cells}
@@ -417,12 +428,13 @@ def differences(cells: list[dict[str, Any]], expected: dict[Key, str]) -> list[s
     ):
         cell = by_name.get((library, version))
         got = verdict_of(cell, transport, check) if cell else "not run"
-        if got != want:
+        if got not in want:
             r = result_of(cell, transport, check) if cell else None
             why = f" ({r['cause']})" if r and r.get("cause") else ""
             surprise = " (an unexpected pass: update expected.toml)" if r and r["ok"] else ""
+            wanted = repr(want[0]) if len(want) == 1 else "one of " + ", ".join(map(repr, want))
             out.append(
-                f"{library} {version} {transport} {check}: expected {want!r}, "
+                f"{library} {version} {transport} {check}: expected {wanted}, "
                 f"got {got!r}{surprise}{why}"
             )
     for cell in cells:
@@ -441,8 +453,10 @@ def differences(cells: list[dict[str, Any]], expected: dict[Key, str]) -> list[s
 # -- the README's table ------------------------------------------------------------------
 
 
-def readme_table(cells: list[dict[str, Any]]) -> str:
-    """The README's matrix section body: the engine's summary and the native table."""
+def readme_table(cells: list[dict[str, Any]], expected: Expected | None = None) -> str:
+    """The README's matrix section body: the engine's summary and the native table. A
+    cell ``expected`` lists as intermittent reads the same whichever of its verdicts this
+    run gave, so a rerun does not make the table stale."""
     lines = [README_BEGIN, ""]
     engine_bad = [
         f"{_name(c)} {check} ({verdict_of(c, 'engine', check)})"
@@ -466,7 +480,13 @@ def readme_table(cells: list[dict[str, Any]]) -> str:
     lines.append("| library | " + " | ".join(CHECKS) + " |")
     lines.append("|---|" + "---|" * len(CHECKS))
     for cell in cells:
-        row = [short(result_of(cell, "native", c), cell) for c in CHECKS]
+        row = []
+        for check in CHECKS:
+            known = (expected or {}).get((cell["library"], cell["version"], "native", check))
+            if known and len(known) > 1 and verdict_of(cell, "native", check) in known:
+                row.append("intermittent: " + " / ".join(known))
+                continue
+            row.append(short(result_of(cell, "native", check), cell))
         lines.append(f"| {_name(cell)} | " + " | ".join(row) + " |")
     lines.append("")
     lines.append(README_END)
@@ -506,12 +526,14 @@ def main(argv: list[str] | None = None) -> int:
     if args.check:
         return _check(cells, args.results, args.expected, args.readme)
     if args.write_expected:
-        args.expected.write_text(expected_text(cells))
+        previous = load_expected(args.expected) if args.expected.is_file() else None
+        args.expected.write_text(expected_text(cells, previous))
         print(f"wrote {args.expected} from {len(cells)} cells")
         return 0
     if args.readme is not None:
         text = args.readme.read_text()
-        args.readme.write_text(with_readme_table(text, readme_table(cells)))
+        expected = load_expected(args.expected) if args.expected.is_file() else None
+        args.readme.write_text(with_readme_table(text, readme_table(cells, expected)))
     notes = disagreements(cells)
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "matrix.json").write_text(
@@ -526,11 +548,12 @@ def main(argv: list[str] | None = None) -> int:
 def _check(
     cells: list[dict[str, Any]], results: Path, expected_path: Path, readme: Path | None
 ) -> int:
-    problems = differences(cells, load_expected(expected_path))
+    expected = load_expected(expected_path)
+    problems = differences(cells, expected)
     if readme is not None:
         text = readme.read_text()
         try:
-            stale = with_readme_table(text, readme_table(cells)) != text
+            stale = with_readme_table(text, readme_table(cells, expected)) != text
         except ValueError as exc:
             problems.append(str(exc))
         else:

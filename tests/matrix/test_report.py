@@ -115,7 +115,7 @@ def test_the_committed_results_pass_the_gate_and_the_readme_table_is_current() -
     readme = ROOT / "README.md"
     assert _check(report, ROOT / "matrix" / "results", "--readme", str(readme)) == 0
     cells = report.load_cells(ROOT / "matrix" / "results")
-    assert report.readme_table(cells) in readme.read_text()
+    assert report.readme_table(cells, report.load_expected()) in readme.read_text()
 
 
 def _flip(results: Path, name: str, transport: str, check: str, label: str, ok: bool) -> None:
@@ -187,6 +187,41 @@ def test_a_stale_readme_table_fails_the_gate(
     assert _check(report, results, *expected, "--readme", str(readme)) == 1
     assert "the matrix table is stale" in capsys.readouterr().out
     # Writing the report brings the table up to date; the gate passes again.
-    assert report.main([str(results), "--out", str(tmp_path / "out"), "--readme", str(readme)]) == 0
+    out = ["--out", str(tmp_path / "out"), "--readme", str(readme)]
+    assert report.main([str(results), *expected, *out]) == 0
     assert _check(report, results, *expected, "--readme", str(readme)) == 0
     assert "| py-cord 2.7.2 |" in readme.read_text()
+
+
+def test_an_intermittent_cell_passes_with_either_verdict_and_reads_the_same(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    report = _report()
+    results = _copy_results(tmp_path)
+    expected = tmp_path / "expected.toml"
+    text = report.expected_text(report.load_cells(results))
+    lines = text.splitlines()
+    at = lines.index('["py-cord 2.7.2".native]')
+    failover = next(i for i in range(at, len(lines)) if lines[i].startswith("failover = "))
+    lines[failover] = 'failover = ["connected", "error"]'
+    expected.write_text("\n".join(lines) + "\n")
+    args = ["--expected", str(expected)]
+    tables = []
+    for label, ok in (("connected", True), ("error", False)):
+        _flip(results, "pycord-2.7.2", "native", "failover", label, ok)
+        assert _check(report, results, *args) == 0
+        tables.append(
+            report.readme_table(report.load_cells(results), report.load_expected(expected))
+        )
+    assert tables[0] == tables[1] and "intermittent: connected / error" in tables[0]
+    _flip(results, "pycord-2.7.2", "native", "failover", "closed 4006", False)
+    capsys.readouterr()
+    assert _check(report, results, *args) == 1
+    assert (
+        "MISMATCH py-cord 2.7.2 native failover: expected one of 'connected', 'error', got "
+        "'closed 4006'" in capsys.readouterr().out
+    )
+    # rewriting the expected verdicts keeps the cell intermittent while it stays so
+    _flip(results, "pycord-2.7.2", "native", "failover", "error", False)
+    again = report.expected_text(report.load_cells(results), report.load_expected(expected))
+    assert 'failover = ["connected", "error"]' in again
