@@ -3,52 +3,21 @@ the real recorder and real Opus, as a user runs them."""
 
 from __future__ import annotations
 
-import math
-import struct
 import time
 from pathlib import Path
 
 import av
 import pytest
 from click.testing import CliRunner
+from recorded_meeting import ALICE, BOB, record_meeting
 
 from notetaker.cli import cli
-from notetaker.recorder import DataLayout, MeetingIndex, Recorder
-from notetaker.sink import AudioFrame
-from notetaker.voice.opus import Encoder
-
-ALICE, BOB = 1_000_000_000_000_000_001, 1_000_000_000_000_000_002
+from notetaker.recorder import DataLayout
 
 
 def _record(data: Path, seconds: float = 2.0) -> int:
-    """A two-speaker meeting, recorded and closed, as /stopnotes leaves it before notes."""
-    index = MeetingIndex.open(data)
-    meeting_id = index.create_meeting(
-        guild_id=5, channel_id=6, started_by=ALICE, started_at=time.time(), channel_name="standup"
-    )
-    names = {ALICE: "alice", BOB: "bob"}
-    rec = Recorder(
-        DataLayout(data),
-        meeting_id,
-        index=index,
-        started_at=0.0,
-        display_name=names.get,
-        clock=lambda: 0.0,
-    )
-    enc = Encoder()
-    for uid, hz, ssrc in ((ALICE, 330.0, 11), (BOB, 550.0, 22)):
-        for n in range(int(seconds * 50)):
-            pcm = b"".join(
-                struct.pack("<hh", s, s)
-                for s in (
-                    int(6000 * math.sin(2 * math.pi * hz * (n * 960 + i) / 48_000))
-                    for i in range(960)
-                )
-            )
-            rec.write(AudioFrame(uid, ssrc, n, n * 960, n * 0.02, enc.encode(pcm)))
-    rec.close_at(seconds)
-    index.close()
-    return meeting_id
+    """A two-speaker meeting, recorded and closed, before any transcript."""
+    return record_meeting(data, seconds, started_at=time.time(), lines=())
 
 
 @pytest.fixture

@@ -9,36 +9,22 @@ import asyncio
 import json
 import logging
 from collections.abc import AsyncIterator, Callable
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
 from aiohttp import web
+from release_notes import NOTES
 
 from notetaker.config import Settings
 from notetaker.errors import SummarizerError
 from notetaker.notes.llm import SCHEMA, LlmConfig, LlmSummarizer
-from notetaker.notes.model import build_notes
 from notetaker.notes.summarizers import add_digest
 from notetaker.plugins import load
-from notetaker.transcript import Segment
 
 KEY = "sk-test-never-shown-0123456789"
 GOOD = json.loads(
     (Path(__file__).parent / "fixtures" / "llm" / "good.json").read_text(encoding="utf-8")
-)
-NOTES = build_notes(
-    title="Release",
-    started_at=datetime(2026, 12, 1, 15, 0, tzinfo=UTC),
-    duration=300.0,
-    names={1: "alice", 2: "bob"},
-    segments=[
-        Segment(1, 5.0, 9.0, "Let's ship on Friday."),
-        Segment(2, 70.0, 74.0, "I'll draft the release notes by Thursday."),
-        Segment(1, 130.0, 133.0, "Friday it is."),
-        Segment(2, 190.0, 195.0, "Someone should book the demo room, and tell support?"),
-    ],
 )
 
 

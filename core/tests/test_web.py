@@ -13,8 +13,8 @@ import pytest
 from click.testing import CliRunner
 
 pytest.importorskip("starlette", reason="the web extra: pip install 'notetaker[web]'")
+from recorded_meeting import ALICE, BOB, LINES, STARTED, record_meeting
 from starlette.testclient import TestClient
-from web_meeting import ALICE, BOB, LINES, STARTED, record_meeting
 
 from notetaker.cli import cli
 from notetaker.config import Settings

@@ -25,9 +25,9 @@ import pytest
 webdriver = pytest.importorskip("selenium.webdriver", reason="nox -s web installs selenium")
 uvicorn = pytest.importorskip("uvicorn", reason="the web extra: pip install 'notetaker[web]'")
 
+from recorded_meeting import BOB, LINES, record_meeting  # noqa: E402
 from selenium.webdriver.common.by import By  # noqa: E402
 from selenium.webdriver.support.ui import WebDriverWait  # noqa: E402
-from web_meeting import BOB, LINES, record_meeting  # noqa: E402
 
 from notetaker.config import Settings  # noqa: E402
 from notetaker.web.app import Access, create_app  # noqa: E402

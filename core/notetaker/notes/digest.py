@@ -115,7 +115,8 @@ def validate(
             return []
         return raw
 
-    def items(key: str) -> list[Item]:
+    def grounded(key: str) -> list[tuple[dict[str, Any], str, tuple[int, ...]]]:
+        """The section's entries that have text and cite existing lines, with both."""
         out = []
         for raw in entries(key):
             if not isinstance(raw, dict) or not _text(raw.get("text")):
@@ -125,23 +126,19 @@ def validate(
             if why is not None:
                 drop(why)
                 continue
-            out.append(Item(_text(raw["text"]), cites))
+            out.append((raw, _text(raw["text"]), cites))
         return out
 
+    def items(key: str) -> list[Item]:
+        return [Item(text, cites) for _, text, cites in grounded(key)]
+
     actions = []
-    for raw in entries("action_items"):
-        if not isinstance(raw, dict) or not _text(raw.get("text")):
-            drop("an item without text")
-            continue
-        cites, why = _cites(raw.get("lines"), known)
-        if why is not None:
-            drop(why)
-            continue
+    for raw, text, cites in grounded("action_items"):
         owner = owners.get(_text(raw.get("owner")).lstrip("@").casefold())
         if owner is None:
             drop("an owner who was not in the meeting")
             continue
-        actions.append(ActionItem(_text(raw["text"]), owner, _text(raw.get("due")), cites))
+        actions.append(ActionItem(text, owner, _text(raw.get("due")), cites))
     return Digest(
         summary=_text(answer["summary"]),
         decisions=tuple(items("decisions")),

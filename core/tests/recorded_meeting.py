@@ -1,10 +1,12 @@
-"""A meeting recorded on disk for the meeting page's tests: the real recorder writing real
-Ogg Opus tracks (a tone per speaker), the real index with its transcript lines."""
+"""A meeting recorded on disk, as /stopnotes leaves it before the notes: the real
+recorder writing real Ogg Opus tracks (a tone per speaker: alice 330 Hz, bob 550 Hz),
+the real index, and (optionally) its transcript lines."""
 
 from __future__ import annotations
 
 import math
 import struct
+from collections.abc import Sequence
 from pathlib import Path
 
 from notetaker.recorder import DataLayout, MeetingIndex, Recorder
@@ -21,13 +23,22 @@ LINES = [
 ]
 
 
-def record_meeting(data: Path, seconds: float = 6.0, guild_id: int = 5) -> int:
+def record_meeting(
+    data: Path,
+    seconds: float = 6.0,
+    guild_id: int = 5,
+    *,
+    started_at: float = STARTED,
+    lines: Sequence[tuple[int, float, float, str]] = LINES,
+) -> int:
+    """The meeting's id. With ``lines`` it is left ``transcribing`` with them as its
+    transcript; without, ``recording`` with none."""
     index = MeetingIndex.open(data)
     mid = index.create_meeting(
         guild_id=guild_id,
         channel_id=6,
         started_by=ALICE,
-        started_at=STARTED,
+        started_at=started_at,
         channel_name="standup",
     )
     names = {ALICE: "alice", BOB: "bob"}
@@ -51,7 +62,8 @@ def record_meeting(data: Path, seconds: float = 6.0, guild_id: int = 5) -> int:
             )
             rec.write(AudioFrame(uid, ssrc, n, n * 960, n * 0.02, enc.encode(pcm)))
     rec.close_at(seconds)
-    index.add_segments(mid, 1, [Segment(u, s, e, t) for u, s, e, t in LINES])
-    index.set_status(mid, "transcribing", at=STARTED + seconds)  # as /stopnotes leaves it
+    if lines:
+        index.add_segments(mid, 1, [Segment(u, s, e, t) for u, s, e, t in lines])
+        index.set_status(mid, "transcribing", at=started_at + seconds)
     index.close()
     return mid
