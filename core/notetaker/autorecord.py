@@ -44,13 +44,15 @@ class AutoChannel:
 
 
 class AutoRecordStore:
-    """Auto-record channels per guild; owns only its own table of the file."""
+    """Auto-record channels per guild; owns only its own table of the file. Reads come
+    from memory (every member's voice state change asks), writes go to the file too."""
 
     def __init__(self, path: Path | str) -> None:
         self._db = sqlite3.connect(str(path), check_same_thread=False, isolation_level=None)
         self._db.execute("PRAGMA busy_timeout = 5000")
         self._db.execute(_SCHEMA)
         self._lock = threading.Lock()
+        self._cache: dict[int, list[AutoChannel]] = {}
 
     def enable(self, channel: AutoChannel) -> None:
         with self._lock:
@@ -65,6 +67,7 @@ class AutoRecordStore:
                     time.time(),
                 ),
             )
+            self._cache.pop(channel.guild_id, None)
 
     def disable(self, guild_id: int, voice_channel_id: int) -> bool:
         """False if the channel was not auto-recorded."""
@@ -73,16 +76,20 @@ class AutoRecordStore:
                 "DELETE FROM autorecord WHERE guild_id = ? AND voice_channel_id = ?",
                 (guild_id, voice_channel_id),
             )
+            self._cache.pop(guild_id, None)
             return cur.rowcount > 0
 
     def channels(self, guild_id: int) -> list[AutoChannel]:
         with self._lock:
-            rows = self._db.execute(
-                "SELECT guild_id, voice_channel_id, text_channel_id, enabled_by FROM autorecord"
-                " WHERE guild_id = ? ORDER BY since, voice_channel_id",
-                (guild_id,),
-            ).fetchall()
-        return [AutoChannel(*map(int, row)) for row in rows]
+            cached = self._cache.get(guild_id)
+            if cached is None:
+                rows = self._db.execute(
+                    "SELECT guild_id, voice_channel_id, text_channel_id, enabled_by"
+                    " FROM autorecord WHERE guild_id = ? ORDER BY since, voice_channel_id",
+                    (guild_id,),
+                ).fetchall()
+                cached = self._cache[guild_id] = [AutoChannel(*map(int, row)) for row in rows]
+            return list(cached)
 
     def get(self, guild_id: int, voice_channel_id: int) -> AutoChannel | None:
         found = [c for c in self.channels(guild_id) if c.voice_channel_id == voice_channel_id]
