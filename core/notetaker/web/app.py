@@ -25,7 +25,7 @@ from notetaker.config import Settings
 from notetaker.errors import RecordingError, SearchError
 from notetaker.notes.picture import colour_of, label_of, lanes
 from notetaker.notes.render import clock
-from notetaker.recorder.index import MeetingIndex
+from notetaker.recorder.index import Meeting, MeetingIndex
 from notetaker.recorder.paths import DataLayout
 from notetaker.web.auth import TOKEN_COOKIE, link_cookie, link_opens, same
 
@@ -74,16 +74,23 @@ def create_app(settings: Settings, access: Access) -> Starlette:
     def not_found(request: Request, what: str) -> Response:
         return page(request, "not_found.html", {"what": what}, 404)
 
+    def into_cookie(request: Request, response: Response, mid: int | None) -> Response:
+        """A valid ``?token=`` (or, on meeting ``mid``'s pages, ``?link=``) moves into an
+        HttpOnly cookie and off the address bar (and out of shared screenshots)."""
+        link = request.query_params.get("link")
+        if mid is not None and link is not None and access.meeting(request, mid):
+            response = RedirectResponse(request.url.remove_query_params("link"), 303)
+            _set_cookie(response, link_cookie(mid), link, f"/meetings/{mid}")
+        elif "token" in request.query_params and access.admin(request):
+            response = RedirectResponse(request.url.remove_query_params("token"), 303)
+            _set_cookie(response, TOKEN_COOKIE, access.token, "/")
+        return response
+
     def admin_only(handler: Handler) -> Handler:
         async def guarded(request: Request) -> Response:
             if not access.admin(request):
                 return refused(request)
-            response = await handler(request)
-            if "token" in request.query_params:
-                # Into a cookie, and off the address bar (and out of shared screenshots).
-                response = RedirectResponse(request.url.remove_query_params("token"), 303)
-                _set_cookie(response, TOKEN_COOKIE, access.token, "/")
-            return response
+            return into_cookie(request, await handler(request), None)
 
         return guarded
 
@@ -92,18 +99,18 @@ def create_app(settings: Settings, access: Access) -> Starlette:
             mid = int(request.path_params["id"])
             if not (access.admin(request) or access.meeting(request, mid)):
                 return refused(request)
-            response = await handler(request)
-            if "link" in request.query_params and access.meeting(request, mid):
-                response = RedirectResponse(request.url.remove_query_params("link"), 303)
-                _set_cookie(
-                    response, link_cookie(mid), request.query_params["link"], f"/meetings/{mid}"
-                )
-            elif "token" in request.query_params and access.admin(request):
-                response = RedirectResponse(request.url.remove_query_params("token"), 303)
-                _set_cookie(response, TOKEN_COOKIE, access.token, "/")
-            return response
+            return into_cookie(request, await handler(request), mid)
 
         return guarded
+
+    def known_meeting(mid: int) -> Meeting | None:
+        idx = index()
+        try:
+            return idx.get_meeting(mid)
+        except RecordingError:
+            return None
+        finally:
+            idx.close()
 
     @admin_only
     async def meetings(request: Request) -> Response:
@@ -166,14 +173,9 @@ def create_app(settings: Settings, access: Access) -> Starlette:
     @meeting_scope
     async def track(request: Request) -> Response:
         mid, uid = int(request.path_params["id"]), int(request.path_params["user_id"])
-        idx = index()
-        try:
-            try:
-                row = idx.get_meeting(mid)
-            except RecordingError:
-                return not_found(request, f"meeting {mid}")
-        finally:
-            idx.close()
+        row = known_meeting(mid)
+        if row is None:
+            return not_found(request, f"meeting {mid}")
         path = next((t.path for t in row.tracks if t.user_id == uid), None)
         if path is None or not path.is_file():
             return not_found(request, f"a track of user {uid} in meeting {mid}")
